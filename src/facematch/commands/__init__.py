@@ -1,0 +1,1 @@
+"""Subcommands of the ``facematch`` CLI, one module per area."""

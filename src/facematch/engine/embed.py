@@ -1,0 +1,67 @@
+"""Face descriptors: 150×150 aligned RGB chips → float32 [n, 128].
+
+Two backends implement :class:`Embedder`:
+
+* ``dlib`` — dlib's own ``face_recognition_model_v1``; the reference.
+* ``onnx`` — the same network converted to ONNX and run on onnxruntime
+  (see :mod:`facematch.engine.onnx_embedder`); the fast default.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from facematch.engine.errors import ModelError
+from facematch.engine.models import resnet_model_path
+
+CHIP_SIZE_PX = 150
+DESCRIPTOR_SIZE = 128
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns aligned face chips into descriptors."""
+
+    model_id: str
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """``chips``: uint8 [n, 150, 150, 3] RGB → float32 [n, 128]."""
+        ...
+
+
+def check_chips(chips: np.ndarray) -> np.ndarray:
+    """Validate the chip batch layout every backend expects."""
+    if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE_PX, CHIP_SIZE_PX, 3):
+        raise ValueError(f"chips must be [n, {CHIP_SIZE_PX}, {CHIP_SIZE_PX}, 3], got {chips.shape}")
+    if chips.dtype != np.uint8:
+        raise ValueError(f"chips must be uint8, got {chips.dtype}")
+    return np.ascontiguousarray(chips)
+
+
+class DlibEmbedder:
+    """dlib's ResNet descriptor, computed by dlib itself (slow, reference)."""
+
+    model_id = "dlib-resnet-v1"
+
+    def __init__(self, model_path: Path | None = None) -> None:
+        import dlib
+
+        path = model_path or resnet_model_path()
+        try:
+            self._net = dlib.face_recognition_model_v1(str(path))
+        except RuntimeError as exc:
+            raise ModelError(f"cannot load dlib face model {path}: {exc}") from exc
+        # dlib's network object keeps per-call scratch tensors: not re-entrant.
+        self._lock = threading.Lock()
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        chips = check_chips(chips)
+        if len(chips) == 0:
+            return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
+        with self._lock:
+            out = self._net.compute_face_descriptor(list(chips))
+        return np.asarray([np.asarray(d) for d in out], dtype=np.float32)
