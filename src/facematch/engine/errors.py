@@ -26,7 +26,15 @@ from __future__ import annotations
 
 
 class EngineError(Exception):
-    """Root of every error the engine raises."""
+    """Root of every error the engine raises.
+
+    ``image`` names which input of a two-image call failed (``"first"`` or
+    ``"second"``), or is ``None`` when the error is not about one input.
+    """
+
+    def __init__(self, message: str, *, image: str | None = None) -> None:
+        super().__init__(message)
+        self.image = image
 
 
 class InputError(EngineError):
