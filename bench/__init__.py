@@ -1,0 +1,1 @@
+"""Benchmarks and harnesses (not run by the test suite)."""
