@@ -28,3 +28,7 @@ cli.add_command(admin)
 
 def main() -> None:
     cli(auto_envvar_prefix="FACEMATCH")
+
+
+if __name__ == "__main__":
+    main()

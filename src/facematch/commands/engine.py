@@ -1,14 +1,171 @@
-"""`facematch compare`, `facematch eval lfw`, `facematch calibrate` (engine issue)."""
+"""`facematch compare`, `facematch eval lfw`, `facematch calibrate`.
+
+Thin layers over :mod:`facematch.engine`; heavy imports happen inside the
+commands so ``facematch --help`` stays fast. Every option can also be set with
+the environment variable shown in ``--help``.
+
+Exit status of ``compare``: 0 same person, 1 different people, 2 error (bad
+image, no face, several faces, unusable option...).
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
+
+if TYPE_CHECKING:
+    from facematch.engine.matcher import FaceMatcher
+    from facematch.engine.scoring import Calibration
+    from facematch.engine.types import FaceObservation, MatchResult
+    from facematch.settings import Settings
+
+EXIT_SAME = 0
+EXIT_DIFFERENT = 1
+EXIT_ERROR = 2
+
+_embedder_option = click.option(
+    "--embedder",
+    type=click.Choice(["onnx", "dlib"]),
+    envvar="FACEMATCH_EMBEDDER",
+    show_envvar=True,
+    default=None,
+    help="Embedding backend [default: onnx].",
+)
+_threshold_option = click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="FACEMATCH_MATCH_THRESHOLD",
+    show_envvar=True,
+    default=None,
+    help="Distance below which faces are 'the same person' [default: calibrated FMR 1e-3].",
+)
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object instead of text."
+)
+
+
+def _settings(**overrides: Any) -> Settings:
+    from facematch.settings import get_settings
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    base = get_settings()
+    return base.model_copy(update=given) if given else base
+
+
+def _build_matcher(
+    settings: Settings,
+    calibration: Calibration | None = None,
+    *,
+    refuse_multiple_faces: bool = True,
+) -> FaceMatcher:
+    from facematch.engine.detect import FaceDetector
+    from facematch.engine.errors import EngineError
+    from facematch.engine.matcher import FaceMatcher
+
+    detector = FaceDetector(
+        min_face_px=settings.min_face_px, refuse_multiple_faces=refuse_multiple_faces
+    )
+    try:
+        return FaceMatcher.from_settings(settings, calibration=calibration, detector=detector)
+    except EngineError as exc:
+        raise click.ClickException(f"cannot load the engine: {exc}") from exc
+
+
+# --- compare ----------------------------------------------------------------------
+
+
+def _observation_dict(observation: FaceObservation | None) -> dict[str, Any] | None:
+    if observation is None:
+        return None
+    return {
+        "box_px": observation.box_px.as_dict(),
+        "detector_score": round(observation.detector_score, 4),
+        "rotation_deg": observation.rotation_deg,
+        "image_size_px": list(observation.image_size_px),
+    }
+
+
+def _result_dict(result: MatchResult) -> dict[str, Any]:
+    return {
+        "is_similar": result.is_similar,
+        "confidence": round(result.confidence, 6),
+        "distance": round(result.distance, 6),
+        "threshold": round(result.threshold, 6),
+        "model_id": result.model_id,
+        "first": _observation_dict(result.first),
+        "second": _observation_dict(result.second),
+    }
+
+
+def _describe(label: str, observation: FaceObservation | None) -> str:
+    if observation is None:
+        return f"{label}: -"
+    box = observation.box_px
+    turned = (
+        f", found after rotating {observation.rotation_deg}°" if observation.rotation_deg else ""
+    )
+    return (
+        f"{label}: face {box.width_px}×{box.height_px} px at ({box.left}, {box.top}) "
+        f"in {observation.image_size_px[0]}×{observation.image_size_px[1]}, "
+        f"detector score {observation.detector_score:.2f}{turned}"
+    )
 
 
 @click.command()
-def compare() -> None:
-    """Compare two face photos (not built yet)."""
-    raise click.ClickException("not built yet")
+@click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_json_option
+@_threshold_option
+@_embedder_option
+def compare(
+    first: Path, second: Path, as_json: bool, threshold: float | None, embedder: str | None
+) -> None:
+    """Say whether FIRST and SECOND (image files) show the same person.
+
+    Exit status: 0 same person, 1 different people, 2 error.
+    """
+    from facematch.engine.errors import EngineError
+
+    settings = _settings(embedder=embedder, match_threshold=threshold)
+    try:
+        matcher = _build_matcher(settings)
+        result = matcher.match(first.read_bytes(), second.read_bytes())
+    except click.ClickException as exc:
+        _fail(str(exc.message), as_json=as_json, kind="ModelError")
+    except EngineError as exc:
+        which = {"first": first, "second": second}.get(exc.image or "")
+        where = f"{exc.image} image ({which}): " if which else ""
+        _fail(f"{where}{exc}", as_json=as_json, kind=type(exc).__name__, image=exc.image)
+    except OSError as exc:
+        _fail(f"cannot read image file: {exc}", as_json=as_json, kind="OSError")
+    if as_json:
+        click.echo(json.dumps(_result_dict(result)))
+    else:
+        verdict = "same person" if result.is_similar else "different people"
+        sign = "<" if result.is_similar else ">="
+        click.echo(
+            f"{verdict}: distance {result.distance:.3f} {sign} threshold {result.threshold:.3f}, "
+            f"confidence {result.confidence:.3f}"
+        )
+        click.echo(_describe("first ", result.first))
+        click.echo(_describe("second", result.second))
+    sys.exit(EXIT_SAME if result.is_similar else EXIT_DIFFERENT)
+
+
+def _fail(message: str, *, as_json: bool, kind: str, image: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": kind, "image": image, "message": message}), err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+# --- eval ---------------------------------------------------------------------------
 
 
 @click.group("eval")
@@ -16,7 +173,307 @@ def eval_group() -> None:
     """Evaluate accuracy on a benchmark."""
 
 
+_root_option = click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="FACEMATCH_LFW_ROOT",
+    show_envvar=True,
+    default=None,
+    help="LFW folder holding images/NAME/NAME_NNNN.jpg [default: settings.lfw_root].",
+)
+_cache_option = click.option(
+    "--cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Keep per-image descriptors in this .npz file and reuse them (experiments).",
+)
+
+
+def _progress(total: int, description: str):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="img", file=sys.stderr, leave=False)
+
+
+@eval_group.command("lfw")
+@_root_option
+@click.option(
+    "--pairs",
+    "pairs_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="LFW-format pairs file [default: ROOT/pairsDevTest.txt].",
+)
+@click.option(
+    "--reference",
+    is_flag=True,
+    help="Also run the plain reference pipeline (HOG upsample 1, dlib descriptor, 0.6).",
+)
+@click.option(
+    "--largest-face",
+    is_flag=True,
+    help="Also run the engine taking the largest face instead of refusing photos with "
+    "several faces (diagnostic: recognition without the one-face policy).",
+)
+@_json_option
+@_threshold_option
+@_embedder_option
+@_cache_option
+def eval_lfw(
+    root: Path | None,
+    pairs_path: Path | None,
+    reference: bool,
+    largest_face: bool,
+    as_json: bool,
+    threshold: float | None,
+    embedder: str | None,
+    cache: Path | None,
+) -> None:
+    """Verification accuracy of the engine on an LFW pairs file.
+
+    Reports accuracy at the configured threshold, 10-fold accuracy (files with
+    folds), ROC AUC, TAR at FMR 1e-3 (impostors: every cross-identity pair of
+    the file's images) and how many images were refused (no face, ...).
+    """
+    from facematch.engine.lfw import (
+        DescriptorCache,
+        EnginePipeline,
+        PairsFormatError,
+        ReferencePipeline,
+        distinct_images,
+        evaluate,
+        read_pairs,
+    )
+
+    settings = _settings(embedder=embedder, match_threshold=threshold)
+    root = root or settings.lfw_root
+    pairs_path = pairs_path or root / "pairsDevTest.txt"
+    try:
+        pairs = read_pairs(pairs_path)
+    except (PairsFormatError, OSError) as exc:
+        raise click.ClickException(f"{pairs_path}: {exc}") from exc
+    keys = distinct_images(pairs)
+    pipelines: list[Any] = [EnginePipeline(_build_matcher(settings))]
+    if largest_face:
+        relaxed = _build_matcher(settings, refuse_multiple_faces=False)
+        pipelines.append(EnginePipeline(relaxed, variant="largest face"))
+    if reference:
+        pipelines.append(ReferencePipeline())
+    store = DescriptorCache(cache)
+    reports = []
+    for pipeline in pipelines:
+        with _progress(len(keys), pipeline.name) as bar:
+            results = store.run(pipeline, root, keys, progress=bar.update)
+        reports.append(evaluate(pipeline, pairs, results))
+    if as_json:
+        payload = {
+            "pairs_file": str(pairs_path),
+            "reports": [r.as_dict() for r in reports],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(f"{pairs_path}: {len(pairs)} pairs, {len(keys)} images")
+    for r in reports:
+        click.echo(f"\n[{r.pipeline}]")
+        click.echo(f"  accuracy at threshold {r.threshold:.4f}: {r.accuracy:.4f}")
+        if r.ten_fold_accuracy is not None:
+            click.echo(f"  10-fold accuracy: {r.ten_fold_accuracy:.4f} ± {r.ten_fold_std:.4f}")
+        click.echo(f"  ROC AUC: {r.roc_auc:.4f}")
+        if r.tar_at_fmr_1e3 is None:
+            click.echo(f"  TAR at FMR 1e-3: n/a (only {r.impostor_pairs} impostor pairs)")
+        else:
+            click.echo(
+                f"  TAR at FMR 1e-3: {r.tar_at_fmr_1e3:.4f} (threshold {r.fmr_1e3_threshold:.4f}, "
+                f"{r.impostor_pairs} impostor pairs)"
+            )
+        click.echo(f"  images with no face: {r.no_face_images}")
+        refused = ", ".join(f"{k} {v}" for k, v in r.images_failed.items()) or "none"
+        click.echo(f"  images refused: {refused}")
+
+
+# --- calibrate ------------------------------------------------------------------------
+
+
 @click.command()
-def calibrate() -> None:
-    """Fit calibration (not built yet)."""
-    raise click.ClickException("not built yet")
+@_root_option
+@click.option(
+    "--pairs",
+    "pairs_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Pairs to fit P(same) on [default: ROOT/pairsDevTrain.txt].",
+)
+@click.option(
+    "--check-pairs",
+    "check_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Held-out pairs to check the fit on [default: ROOT/pairsDevTest.txt if present].",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the calibration JSON [default: the package's data file].",
+)
+@_embedder_option
+@_cache_option
+def calibrate(
+    root: Path | None,
+    pairs_path: Path | None,
+    check_path: Path | None,
+    output: Path | None,
+    embedder: str | None,
+    cache: Path | None,
+) -> None:
+    """Fit the confidence calibration and the FMR thresholds, write them as JSON.
+
+    Embeds every image under ROOT/images once, fits P(same | distance) on the
+    pairs file, and takes FMR 1e-2/1e-3/1e-4 thresholds from all
+    cross-identity pairs of those images.
+    """
+    from facematch.engine.embed import DlibEmbedder
+    from facematch.engine.lfw import (
+        DescriptorCache,
+        EnginePipeline,
+        PairsFormatError,
+        all_images,
+        read_pairs,
+    )
+    from facematch.engine.scoring import Calibration
+
+    # Both backends compute dlib's network and share its model id.
+    MODEL_ID = DlibEmbedder.model_id  # noqa: N806
+    settings = _settings(embedder=embedder)
+    root = root or settings.lfw_root
+    pairs_path = pairs_path or root / "pairsDevTrain.txt"
+    if check_path is None and (root / "pairsDevTest.txt").is_file():
+        check_path = root / "pairsDevTest.txt"
+    try:
+        pairs = read_pairs(pairs_path)
+        check_pairs = read_pairs(check_path) if check_path else []
+    except (PairsFormatError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    keys = all_images(root)
+    if not keys:
+        raise click.ClickException(f"no images under {root / 'images'}")
+    # The matcher needs a calibration; the one being rebuilt may be missing or
+    # stale, so a neutral one stands in (only the embeddings are used here).
+    neutral = Calibration(MODEL_ID, {"1e-2": 1.0, "1e-3": 1.0, "1e-4": 1.0}, 0.0, -1.0)
+    matcher = _build_matcher(settings, calibration=neutral)
+    pipeline = EnginePipeline(matcher)
+    store = DescriptorCache(cache)
+    with _progress(len(keys), "embedding") as bar:
+        results = store.run(pipeline, root, keys, progress=bar.update)
+    try:
+        calibration, summary = _fit(results, pairs, check_pairs, matcher.model_id)
+    except ValueError as exc:
+        raise click.ClickException(f"cannot fit: {exc}") from exc
+    calibration.metadata["fit"]["pairs_file"] = pairs_path.name
+    if check_pairs:
+        calibration.metadata["check"]["pairs_file"] = check_path.name if check_path else None
+    target = output or _package_calibration_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(calibration.to_json_dict(), indent=2) + "\n")
+    click.echo(f"wrote {target}")
+    click.echo(summary)
+
+
+def _package_calibration_path() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("facematch.engine").joinpath("data/calibration.json")))
+
+
+def _fit(
+    results: dict[Any, Any], pairs: list[Any], check_pairs: list[Any], model_id: str
+) -> tuple[Any, str]:
+    """Fit logistic + thresholds from per-image results; returns (Calibration, summary text)."""
+    from collections import Counter
+
+    import numpy as np
+
+    from facematch.engine.calibration import (
+        calibration_report,
+        fit_logistic,
+        fmr_thresholds,
+        impostor_distances,
+    )
+    from facematch.engine.scoring import Calibration
+
+    def pair_distances(selected: list[Any]) -> tuple[np.ndarray, np.ndarray, int]:
+        d, y, skipped = [], [], 0
+        for pair in selected:
+            a, b = results.get(pair.first), results.get(pair.second)
+            if a is None or b is None or isinstance(a, str) or isinstance(b, str):
+                skipped += 1
+                continue
+            d.append(float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64))))
+            y.append(pair.same)
+        return np.array(d), np.array(y, dtype=bool), skipped
+
+    d_fit, y_fit, skipped_fit = pair_distances(pairs)
+    intercept, slope = fit_logistic(d_fit, y_fit)
+    usable = sorted(k for k, v in results.items() if not isinstance(v, str))
+    embeddings = np.array([results[k] for k in usable], dtype=np.float32)
+    identities = np.array([k[0] for k in usable])
+    impostors = impostor_distances(embeddings, identities)
+    thresholds = fmr_thresholds(impostors)
+
+    def probabilities(d: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(intercept + slope * d)))
+
+    brier, log_loss, _ = calibration_report(probabilities(d_fit), y_fit)
+    metadata: dict[str, Any] = {
+        "created": datetime.now(UTC).date().isoformat(),
+        "fit": {
+            "method": "logistic regression of same-identity on distance (maximum likelihood)",
+            "pairs_used": len(d_fit),
+            "pairs_skipped": skipped_fit,
+            "brier": round(brier, 6),
+            "log_loss": round(log_loss, 6),
+        },
+        "impostors": {
+            "images": len(results),
+            "images_used": len(usable),
+            "images_refused": dict(Counter(v for v in results.values() if isinstance(v, str))),
+            "identities": len(set(identities.tolist())),
+            "pairs": len(impostors),
+        },
+    }
+    lines = [
+        f"model {model_id}: P(same) = 1/(1+exp(-({intercept:.4f} {slope:+.4f}·d)))",
+        "thresholds: " + ", ".join(f"FMR {k} → {v:.4f}" for k, v in thresholds.items()),
+        f"fit on {len(d_fit)} pairs ({skipped_fit} skipped): "
+        f"Brier {brier:.4f}, log loss {log_loss:.4f}",
+        f"impostor pairs: {len(impostors)} from {len(usable)} images",
+    ]
+    if check_pairs:
+        d_chk, y_chk, skipped_chk = pair_distances(check_pairs)
+        brier_c, log_loss_c, table = calibration_report(probabilities(d_chk), y_chk)
+        metadata["check"] = {
+            "pairs_used": len(d_chk),
+            "pairs_skipped": skipped_chk,
+            "brier": round(brier_c, 6),
+            "log_loss": round(log_loss_c, 6),
+            "reliability": [
+                {
+                    "bin": [round(b.low, 2), round(b.high, 2)],
+                    "count": b.count,
+                    "mean_predicted": round(b.mean_predicted, 4),
+                    "observed_same": round(b.observed_same, 4),
+                }
+                for b in table
+            ],
+        }
+        lines.append(
+            f"check on {len(d_chk)} pairs ({skipped_chk} skipped): "
+            f"Brier {brier_c:.4f}, log loss {log_loss_c:.4f}"
+        )
+        lines.extend(
+            f"  P in [{b.low:.1f}, {b.high:.1f}): {b.count:4d} pairs, "
+            f"mean P {b.mean_predicted:.3f}, observed same {b.observed_same:.3f}"
+            for b in table
+        )
+    calibration = Calibration(model_id, thresholds, intercept, slope, metadata)
+    return calibration, "\n".join(lines)

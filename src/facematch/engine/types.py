@@ -38,14 +38,17 @@ class FaceObservation:
     ``embedding`` is a float32 vector of 128 values produced by ``model_id``;
     descriptors of different models must never be compared.
     ``rotation_deg`` is the clockwise rotation that had to be applied to the
-    upright image for the face to be found (0, 90, 180 or 270); ``box_px`` is
-    in the coordinates of that rotated image.
+    upright image (EXIF orientation applied) for the face to be found (0, 90,
+    180 or 270). ``box_px`` and ``image_size_px`` are both in full-resolution
+    pixels of that upright image after ``rotation_deg`` is applied (not of a
+    reduced decoding), so for 90 and 270 width and height are swapped relative
+    to the file.
     """
 
     box_px: FaceBox
     detector_score: float
     rotation_deg: int
-    image_size_px: tuple[int, int]  # (width, height) of the decoded upright image
+    image_size_px: tuple[int, int]  # (width, height), full resolution, rotated by rotation_deg
     embedding: np.ndarray = field(repr=False)
     model_id: str = ""
 

@@ -1,0 +1,144 @@
+"""Where the time of one face goes: decode, detect, align, embed, total.
+
+Runs the engine's stages one by one on three JPEGs, two 640×480 and one
+12-megapixel (4000×3000), each holding one LFW face (scaled up) on a background of
+blurred, upside-down LFW photos (real texture, so realistic decode cost, but
+no second upright face). Every figure is the median of ``--repeats`` runs after
+one warm-up run. ``total`` is ``FaceMatcher.observe`` (all stages in one call).
+A big face (~40 % of the image height) is settled by the detector's coarse
+pass; a small one (~23 %) needs the full pass too (see engine/detect.py).
+
+Baseline, measured in the same process on the same files: the plain pipeline
+of the reference (full-size decode, HOG with one upsample on the full image,
+dlib's own descriptor); its detect stage on 12 MP runs once (it takes seconds).
+
+    python -m bench.stages [--repeats 7] [--lfw-root DIR] [--embedder onnx|dlib]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image, ImageFilter
+
+from facematch.engine.align import Aligner
+from facematch.engine.detect import FaceDetector, rotate
+from facematch.engine.embed import DlibEmbedder, create_embedder
+from facematch.engine.images import ImageLimits, decode_image
+from facematch.engine.matcher import DECODE_MAX_SIDE_PX, FaceMatcher
+from facematch.engine.types import FaceBox
+
+DEFAULT_LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw-view1"
+FACE = ("Abdullah_Gul", 13)
+
+
+def _photo(root: Path, width: int, height: int, face_side: int) -> bytes:
+    paths = sorted((root / "images").glob("*/*.jpg"))[::40]
+    canvas = Image.new("RGB", (width, height))
+    tile = max(250, width // 8)
+    spots = [(x, y) for y in range(0, height, tile) for x in range(0, width, tile)]
+    for (x, y), path in zip(spots, paths, strict=False):
+        with Image.open(path) as image:
+            canvas.paste(image.convert("RGB").rotate(180).resize((tile, tile)), (x, y))
+    canvas = canvas.filter(ImageFilter.GaussianBlur(max(2, width // 400)))
+    name, number = FACE
+    with Image.open(root / "images" / name / f"{name}_{number:04d}.jpg") as image:
+        face = image.convert("RGB").resize((face_side, face_side), Image.Resampling.BICUBIC)
+    canvas.paste(face, ((width - face_side) // 2, (height - face_side) // 2))
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=88)
+    return out.getvalue()
+
+
+def _median_ms(function: Callable[[], object], repeats: int) -> float:
+    function()  # warm-up: first-call costs are not what we measure
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def _stages(matcher: FaceMatcher, data: bytes, repeats: int) -> dict[str, float]:
+    detector, aligner = FaceDetector(), Aligner()
+    limits = ImageLimits(max_bytes=10 * 1024 * 1024)
+    decoded = decode_image(data, limits=limits, max_side_px=DECODE_MAX_SIDE_PX)
+    found = detector.detect_one(decoded.pixels, scale=decoded.scale)
+    pixels = rotate(decoded.pixels, found.rotation_deg)
+    chip = aligner.chip(pixels, found.box)
+    embedder = matcher.embedder
+    return {
+        "decode": _median_ms(
+            lambda: decode_image(data, limits=limits, max_side_px=DECODE_MAX_SIDE_PX), repeats
+        ),
+        "detect": _median_ms(
+            lambda: detector.detect_one(decoded.pixels, scale=decoded.scale), repeats
+        ),
+        "align": _median_ms(lambda: aligner.chip(pixels, found.box), repeats),
+        "embed": _median_ms(lambda: embedder.embed(chip[None]), repeats),
+        "total": _median_ms(lambda: matcher.observe(data), repeats),
+    }
+
+
+def _baseline(data: bytes, repeats: int, dlib_embedder: DlibEmbedder) -> dict[str, float]:
+    import dlib
+
+    detector, aligner = dlib.get_frontal_face_detector(), Aligner()
+    limits = ImageLimits(max_bytes=10 * 1024 * 1024)
+    pixels = decode_image(data, limits=limits).pixels
+    big = pixels.shape[0] * pixels.shape[1] > 2_000_000
+    rect = max(detector(pixels, 1), key=lambda r: r.width() * r.height())
+    box = FaceBox(rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1)
+    chip = aligner.chip(pixels, box)
+    return {
+        "decode": _median_ms(lambda: decode_image(data, limits=limits), repeats),
+        "detect": _median_ms(lambda: detector(pixels, 1), 1 if big else repeats),
+        "align": _median_ms(lambda: aligner.chip(pixels, box), repeats),
+        "embed": _median_ms(lambda: dlib_embedder.embed(chip[None]), repeats),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--lfw-root", type=Path, default=DEFAULT_LFW)
+    parser.add_argument("--embedder", choices=["onnx", "dlib"], default="onnx")
+    args = parser.parse_args()
+    matcher = FaceMatcher(
+        embedder=create_embedder(args.embedder),
+        limits=ImageLimits(max_bytes=10 * 1024 * 1024),
+    )
+    dlib_embedder = DlibEmbedder()
+    # The pasted LFW crop is 2.3× the face (a 250 px crop holds a ~108 px face).
+    photos = {
+        "640×480 big face": _photo(args.lfw_root, 640, 480, 430),  # face ≈ 185 px
+        "640×480 small face": _photo(args.lfw_root, 640, 480, 250),  # face ≈ 108 px
+        "12 MP big face": _photo(args.lfw_root, 4000, 3000, 2700),  # face ≈ 1170 px
+    }
+    print(f"embedder: {args.embedder}; median of {args.repeats} runs, milliseconds, one thread")
+    header = f"{'image':<22}{'JPEG':>9}" + "".join(
+        f"{s:>9}" for s in ("decode", "detect", "align", "embed", "total")
+    )
+    print(header)
+    rows = []
+    for label, data in photos.items():
+        ours = _stages(matcher, data, args.repeats)
+        base = _baseline(data, args.repeats, dlib_embedder)
+        base["total"] = sum(base.values())
+        rows.append((label, ours, base))
+        size = f"{len(data) / 1e6:.2f}MB"
+        print(f"{label:<22}{size:>9}" + "".join(f"{ours[s]:9.1f}" for s in ours))
+        print(f"{'  reference':<22}{'':>9}" + "".join(f"{base[s]:9.1f}" for s in ours))
+        print(
+            f"{'  ratio ref/ours':<22}{'':>9}" + "".join(f"{base[s] / ours[s]:9.1f}" for s in ours)
+        )
+
+
+if __name__ == "__main__":
+    main()

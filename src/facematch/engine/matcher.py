@@ -1,0 +1,229 @@
+"""FaceMatcher: two photos in, "same person?" out.
+
+decode (images) → detect (+rotation retry, one-face rule) → align (5-point
+chip) → embed (one batch for both faces) → distance → decision + calibrated
+confidence. Models load once, in ``__init__``; every method is thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from facematch.engine.align import Aligner
+from facematch.engine.detect import FaceDetector, rotate
+from facematch.engine.embed import Embedder, create_embedder
+from facematch.engine.errors import EngineError, ModelError, NoFaceError
+from facematch.engine.images import DecodedImage, ImageLimits, decode_image
+from facematch.engine.scoring import Calibration, distance, load_calibration
+from facematch.engine.types import FaceBox, FaceObservation, MatchResult
+
+if TYPE_CHECKING:
+    from facematch.settings import Settings
+
+__all__ = ["DECODE_MAX_SIDE_PX", "FaceMatcher"]
+
+# Large JPEGs are decoded at reduced size (1/2, 1/4, 1/8) with the longer side
+# at least this long: more than the detector's working copy (<= 960×720 for a
+# 4:3 photo) and enough for the smallest face it finds (11 % of the smaller
+# side) to fill a 150 px chip without upsampling.
+DECODE_MAX_SIDE_PX = 1280
+
+
+class FaceMatcher:
+    """Face verification engine. Build once, share between threads."""
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder | None = None,
+        threshold: float | None = None,
+        limits: ImageLimits | None = None,
+        min_face_px: int = 40,
+        calibration: Calibration | None = None,
+        detector: FaceDetector | None = None,
+        aligner: Aligner | None = None,
+        decode_max_side_px: int = DECODE_MAX_SIDE_PX,
+    ) -> None:
+        self._embedder = embedder if embedder is not None else create_embedder("onnx")
+        self._calibration = calibration if calibration is not None else load_calibration()
+        if self._calibration.model_id != self._embedder.model_id:
+            raise ModelError(
+                f"calibration is for model {self._calibration.model_id!r}, "
+                f"the embedder is {self._embedder.model_id!r}"
+            )
+        if threshold is not None and threshold <= 0:
+            raise ValueError("threshold must be positive")
+        self._threshold = (
+            threshold if threshold is not None else self._calibration.default_threshold
+        )
+        self._limits = limits if limits is not None else ImageLimits()
+        self._detector = detector if detector is not None else FaceDetector(min_face_px=min_face_px)
+        self._aligner = aligner if aligner is not None else Aligner()
+        self._decode_max_side_px = decode_max_side_px
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        calibration: Calibration | None = None,
+        detector: FaceDetector | None = None,
+    ) -> FaceMatcher:
+        """The matcher ``settings`` describe; ``calibration`` and ``detector``
+        replace the shipped calibration and the default detector."""
+        embedder = create_embedder(
+            settings.embedder, cache_dir=settings.cache_dir, onnx_threads=settings.onnx_threads
+        )
+        limits = ImageLimits(
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            min_side_px=settings.min_image_side_px,
+        )
+        return cls(
+            embedder=embedder,
+            threshold=settings.match_threshold,
+            limits=limits,
+            min_face_px=settings.min_face_px,
+            calibration=calibration,
+            detector=detector,
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self._embedder.model_id
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    @property
+    def calibration(self) -> Calibration:
+        return self._calibration
+
+    # --- the stages -----------------------------------------------------------
+
+    def _decode(self, image: bytes | str) -> DecodedImage:
+        return decode_image(image, limits=self._limits, max_side_px=self._decode_max_side_px)
+
+    def _locate(self, image: bytes | str) -> tuple[np.ndarray, FaceObservation]:
+        """Decode, detect and align one image: (chip, observation without embedding)."""
+        decoded = self._decode(image)
+        found = self._detector.detect_one(decoded.pixels, scale=decoded.scale)
+        pixels = rotate(decoded.pixels, found.rotation_deg)
+        chip = self._aligner.chip(pixels, found.box)
+        width, height = decoded.original_size_px
+        if found.rotation_deg in (90, 270):
+            width, height = height, width
+        observation = FaceObservation(
+            box_px=_to_original(found.box, decoded.scale, width, height),
+            detector_score=found.score,
+            rotation_deg=found.rotation_deg,
+            image_size_px=(width, height),
+            embedding=np.zeros(0, np.float32),
+            model_id=self.model_id,
+        )
+        return chip, observation
+
+    def _embed(self, chips: list[np.ndarray]) -> np.ndarray:
+        return self._embedder.embed(np.stack(chips))
+
+    # --- public API -----------------------------------------------------------
+
+    def observe(self, image: bytes | str) -> FaceObservation:
+        """The one face of ``image`` with its descriptor (raises a FaceError/ImageError)."""
+        chip, observation = self._locate(image)
+        return _with_embedding(observation, self._embed([chip])[0])
+
+    def match(self, first: bytes | str, second: bytes | str) -> MatchResult:
+        """Compare the faces of two images; errors say which image failed (``.image``)."""
+        chip_a, obs_a = _tagged(self._locate, first, "first")
+        chip_b, obs_b = _tagged(self._locate, second, "second")
+        embeddings = self._embed([chip_a, chip_b])  # one batch: one network call
+        return self.compare(
+            _with_embedding(obs_a, embeddings[0]), _with_embedding(obs_b, embeddings[1])
+        )
+
+    def compare(self, first: FaceObservation, second: FaceObservation) -> MatchResult:
+        """Decide on two observations made by this matcher's model."""
+        for observation in (first, second):
+            if observation.model_id != self.model_id:
+                raise ValueError(
+                    f"observation from model {observation.model_id!r} cannot be compared with "
+                    f"{self.model_id!r}"
+                )
+        return self._decide(first.embedding, second.embedding, first, second)
+
+    def match_reference(
+        self, image: bytes | str, reference_embedding: np.ndarray, reference_model_id: str
+    ) -> MatchResult:
+        """Compare the face of ``image`` with a stored descriptor of the same model."""
+        if reference_model_id != self.model_id:
+            raise ValueError(
+                f"reference descriptor is from model {reference_model_id!r}, "
+                f"this matcher uses {self.model_id!r}"
+            )
+        observation = _tagged(self.observe, image, "first")
+        return self._decide(observation.embedding, reference_embedding, observation, None)
+
+    def warm_up(self) -> None:
+        """Run every stage once on a synthetic image (first-call costs paid up front)."""
+        buffer = io.BytesIO()
+        canvas = np.full((480, 640, 3), 128, np.uint8)
+        canvas[:, ::8] = 30  # some edges, so HOG has gradients to look at
+        Image.fromarray(canvas).save(buffer, "JPEG", quality=90)
+        decoded = self._decode(buffer.getvalue())
+        with contextlib.suppress(NoFaceError):  # expected: no face; the detector has run
+            self._detector.detect_one(decoded.pixels, scale=decoded.scale)
+        chip = self._aligner.chip(decoded.pixels, FaceBox(240, 160, 400, 320))
+        self._embed([chip])
+
+    def _decide(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        first: FaceObservation | None,
+        second: FaceObservation | None,
+    ) -> MatchResult:
+        d = distance(a, b)
+        return MatchResult(
+            is_similar=d < self._threshold,
+            confidence=self._calibration.confidence(d),
+            distance=d,
+            threshold=self._threshold,
+            model_id=self.model_id,
+            first=first,
+            second=second,
+        )
+
+
+def _tagged(function, image, which):  # type: ignore[no-untyped-def]
+    """Call ``function(image)``; an EngineError gets ``.image = which``."""
+    try:
+        return function(image)
+    except EngineError as exc:
+        exc.image = which
+        raise
+
+
+def _with_embedding(observation: FaceObservation, embedding: np.ndarray) -> FaceObservation:
+    return replace(observation, embedding=np.asarray(embedding, dtype=np.float32))
+
+
+def _to_original(box: FaceBox, scale: float, width: int, height: int) -> FaceBox:
+    """A box in decoded pixels → pixels of the full-resolution image (clipped)."""
+    return FaceBox(
+        left=max(0, round(box.left / scale)),
+        top=max(0, round(box.top / scale)),
+        right=min(width, round(box.right / scale)),
+        bottom=min(height, round(box.bottom / scale)),
+    )

@@ -1,0 +1,128 @@
+"""Scoring and calibration: the shipped file, confidence, fitting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facematch.engine.calibration import (
+    calibration_report,
+    fit_logistic,
+    fmr_thresholds,
+    impostor_distances,
+)
+from facematch.engine.embed import DlibEmbedder
+from facematch.engine.errors import ModelFormatError
+from facematch.engine.scoring import Calibration, distance, fmr_key, load_calibration
+
+
+def test_shipped_calibration_loads_and_thresholds_are_ordered() -> None:
+    calibration = load_calibration()
+    assert calibration.model_id == DlibEmbedder.model_id
+    t = calibration.thresholds_by_fmr
+    # A stricter false-match rate needs a smaller distance.
+    assert 0 < t["1e-4"] < t["1e-3"] < t["1e-2"] < 1.5
+    assert calibration.default_threshold == t["1e-3"]
+    assert calibration.threshold_for_fmr(1e-4) == t["1e-4"]
+    assert calibration.metadata["impostors"]["pairs"] > 1_000_000
+    assert calibration.metadata["created"]
+
+
+def test_confidence_is_a_probability_falling_with_distance() -> None:
+    calibration = load_calibration()
+    distances = np.linspace(0.0, 2.0, 401)
+    values = np.array([calibration.confidence(d) for d in distances])
+    assert np.all((values >= 0) & (values <= 1))
+    assert np.all(np.diff(values) <= 0)
+    assert values[0] > 0.99
+    assert values[-1] < 0.01
+    # Extreme inputs do not overflow.
+    assert calibration.confidence(1e6) == 0.0
+    assert calibration.confidence(-1e6) == 1.0
+
+
+def test_every_accepted_pair_has_confidence_above_one_half() -> None:
+    # The FMR 1e-3 threshold is stricter than the 50 % point of P(same), so no
+    # pair is "similar" with a confidence below 0.5.
+    calibration = load_calibration()
+    assert calibration.confidence(calibration.default_threshold) > 0.5
+    assert calibration.confidence(calibration.thresholds_by_fmr["1e-2"] + 0.1) < 0.5
+
+
+def test_distance_is_euclidean() -> None:
+    assert distance(np.zeros(128), np.full(128, 0.5)) == pytest.approx(np.sqrt(128) / 2)
+    with pytest.raises(ValueError, match="differ"):
+        distance(np.zeros(128), np.zeros(64))
+
+
+def test_fmr_keys() -> None:
+    assert fmr_key(1e-3) == "1e-3"
+    assert fmr_key(0.01) == "1e-2"
+    with pytest.raises(ValueError, match="power of ten"):
+        fmr_key(0.002)
+
+
+def test_malformed_file_is_a_model_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"model_id": "x", "thresholds_by_fmr": {}}))
+    with pytest.raises(ModelFormatError):
+        load_calibration(path)
+    path.write_text("{not json")
+    with pytest.raises(ModelFormatError):
+        load_calibration(path)
+
+
+def test_round_trip_through_json(tmp_path: Path) -> None:
+    original = Calibration("m", {"1e-2": 0.6, "1e-3": 0.5, "1e-4": 0.4}, 9.0, -17.0, {"k": 1})
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(original.to_json_dict()))
+    loaded = load_calibration(path)
+    assert loaded == original
+    assert loaded.metadata == {"k": 1}
+
+
+def test_positive_slope_is_refused() -> None:
+    with pytest.raises(ValueError, match="slope"):
+        Calibration("m", {"1e-2": 0.6, "1e-3": 0.5, "1e-4": 0.4}, 0.0, 1.0)
+
+
+# --- fitting -----------------------------------------------------------------------
+
+
+def test_logistic_fit_recovers_known_parameters() -> None:
+    rng = np.random.default_rng(1)
+    d = rng.uniform(0.2, 1.0, 20_000)
+    p = 1 / (1 + np.exp(-(8.0 - 14.0 * d)))
+    y = rng.random(d.size) < p
+    intercept, slope = fit_logistic(d, y)
+    assert intercept == pytest.approx(8.0, rel=0.1)
+    assert slope == pytest.approx(-14.0, rel=0.1)
+    brier, log_loss, table = calibration_report(1 / (1 + np.exp(-(intercept + slope * d))), y)
+    assert 0 < brier < 0.25
+    assert 0 < log_loss < 0.7
+    for row in table:
+        if row.count > 500:
+            assert row.observed_same == pytest.approx(row.mean_predicted, abs=0.05)
+
+
+def test_impostor_distances_match_brute_force() -> None:
+    rng = np.random.default_rng(2)
+    e = rng.normal(size=(37, 128)).astype(np.float32)
+    ids = np.array([i // 3 for i in range(37)])
+    expected = [
+        np.linalg.norm(e[i] - e[j]) for i in range(37) for j in range(i + 1, 37) if ids[i] != ids[j]
+    ]
+    got = impostor_distances(e, ids, block=8)
+    np.testing.assert_allclose(np.sort(got), np.sort(expected), rtol=1e-4)
+
+
+def test_fmr_thresholds_are_quantiles() -> None:
+    d = np.arange(1_000_000) / 1_000_000.0
+    t = fmr_thresholds(d)
+    assert t["1e-2"] == pytest.approx(0.01, abs=1e-5)
+    assert t["1e-4"] == pytest.approx(1e-4, abs=1e-5)
+    with pytest.raises(ValueError, match="too few"):
+        fmr_thresholds(d[:1000])

@@ -1,0 +1,155 @@
+"""`facematch compare`, `eval lfw` and `calibrate` through click's test runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from facematch.cli import cli
+from facematch.commands.engine import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME, _fit
+from facematch.engine.lfw import parse_pairs
+from facematch.settings import get_settings
+from tests.conftest import lfw_image
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    # The dlib backend needs no converted-model cache; settings are re-read per test.
+    monkeypatch.setenv("FACEMATCH_EMBEDDER", "dlib")
+    monkeypatch.setenv("FACEMATCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("FACEMATCH_MATCH_THRESHOLD", raising=False)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_compare_same_person_exits_0(lfw_root: Path, runner: CliRunner) -> None:
+    a, b = lfw_image(lfw_root, "Abdullah_Gul", 13), lfw_image(lfw_root, "Abdullah_Gul", 14)
+    result = runner.invoke(cli, ["compare", str(a), str(b)])
+    assert result.exit_code == EXIT_SAME, result.output
+    assert result.stdout.startswith("same person: distance 0.")
+    assert "first : face" in result.stdout
+    assert "second: face" in result.stdout
+
+
+def test_compare_different_people_exits_1_with_json(lfw_root: Path, runner: CliRunner) -> None:
+    a, b = lfw_image(lfw_root, "Abdullah_Gul", 13), lfw_image(lfw_root, "AJ_Cook", 1)
+    result = runner.invoke(cli, ["compare", "--json", str(a), str(b)])
+    assert result.exit_code == EXIT_DIFFERENT, result.output
+    payload = json.loads(result.stdout)
+    assert payload["is_similar"] is False
+    assert payload["distance"] > payload["threshold"]
+    assert 0 <= payload["confidence"] < 0.5
+    assert payload["model_id"] == "dlib-resnet-v1"
+    assert payload["first"]["rotation_deg"] == 0
+    assert set(payload["first"]["box_px"]) == {"left", "top", "right", "bottom"}
+
+
+def test_compare_threshold_option_changes_the_decision(lfw_root: Path, runner: CliRunner) -> None:
+    a, b = lfw_image(lfw_root, "Abdullah_Gul", 13), lfw_image(lfw_root, "Abdullah_Gul", 14)
+    result = runner.invoke(cli, ["compare", "--json", "--threshold", "0.01", str(a), str(b)])
+    assert result.exit_code == EXIT_DIFFERENT
+    assert json.loads(result.stdout)["threshold"] == 0.01
+
+
+def test_compare_error_exits_2_on_stderr(lfw_root: Path, runner: CliRunner, tmp_path: Path) -> None:
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (300, 300), (200, 200, 200)).save(blank)
+    face = lfw_image(lfw_root, "Abdullah_Gul", 13)
+    result = runner.invoke(cli, ["compare", str(face), str(blank)])
+    assert result.exit_code == EXIT_ERROR
+    assert result.stdout == ""
+    assert "error: second image" in result.stderr
+    assert "no face" in result.stderr
+    result = runner.invoke(cli, ["compare", "--json", str(blank), str(face)])
+    assert result.exit_code == EXIT_ERROR
+    error = json.loads(result.stderr)
+    assert (error["error"], error["image"]) == ("NoFaceError", "first")
+
+
+def test_compare_missing_file_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["compare", str(tmp_path / "nope.jpg"), str(tmp_path / "x.jpg")])
+    assert result.exit_code == EXIT_ERROR
+    assert "does not exist" in result.stderr
+
+
+SMALL_PAIRS = """2\t2
+Abdullah_Gul\t13\t14
+Al_Pacino\t1\t2
+AJ_Lamas\t1\tZach_Safrin\t1
+Aaron_Guiel\t1\tReese_Witherspoon\t3
+Alan_Greenspan\t1\t5
+Adel_Al-Jubeir\t1\t3
+Aaron_Tippin\t1\tJose_Luis_Rodriguez_Zapatero\t1
+Abdullah_Gul\t16\tSteve_Cox\t1
+"""
+
+
+def test_eval_lfw_on_a_small_folded_file(lfw_root: Path, runner: CliRunner, tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(SMALL_PAIRS)
+    cache = tmp_path / "descriptors.npz"
+    args = ["eval", "lfw", "--root", str(lfw_root), "--pairs", str(pairs), "--json"]
+    result = runner.invoke(cli, [*args, "--cache", str(cache)])
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["reports"]
+    assert report["pipeline"] == "engine"
+    assert (report["pairs"], report["same_pairs"], report["images"]) == (8, 4, 16)
+    assert report["accuracy"] == 1.0
+    assert report["ten_fold_accuracy"] == 1.0
+    assert report["roc_auc"] == 1.0
+    assert report["no_face_images"] == 0
+    assert report["tar_at_fmr_1e3"] is None  # 16 images: far too few impostors for 1e-3
+    assert cache.is_file()
+    # Text output, answered from the cache.
+    text = runner.invoke(cli, [*args[:-1], "--cache", str(cache)])
+    assert text.exit_code == 0
+    assert "10-fold accuracy: 1.0000" in text.stdout
+    assert "images with no face: 0" in text.stdout
+
+
+def test_eval_lfw_refuses_a_bad_pairs_file(
+    lfw_root: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("3\nAbdullah_Gul 13 14\n")
+    result = runner.invoke(cli, ["eval", "lfw", "--root", str(lfw_root), "--pairs", str(pairs)])
+    assert result.exit_code == 1
+    assert "promises" in result.stderr
+
+
+def test_calibrate_needs_enough_impostors(runner: CliRunner, tmp_path: Path) -> None:
+    root = tmp_path / "lfw"
+    (root / "images").mkdir(parents=True)
+    pairs = root / "pairs.txt"
+    pairs.write_text("1\nA 1 2\nA 1 B 1\n")
+    result = runner.invoke(cli, ["calibrate", "--root", str(root), "--pairs", str(pairs)])
+    assert result.exit_code == 1
+    assert "no images" in result.stderr
+
+
+def test_fit_builds_a_complete_calibration() -> None:
+    # 600 synthetic "people" with 2 images each: close pairs within, far between.
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(600, 128)) * 0.06
+    results = {}
+    for i, centre in enumerate(centres):
+        for n in (1, 2):
+            results[(f"p{i}", n)] = (centre + rng.normal(size=128) * 0.02).astype(np.float32)
+    text = "300\n" + "".join(f"p{i} 1 2\n" for i in range(300))
+    text += "".join(f"p{i} 1 p{i + 1} 1\n" for i in range(300))
+    pairs = parse_pairs(text)
+    calibration, summary = _fit(results, pairs, pairs[:10] + pairs[-10:], "dlib-resnet-v1")
+    t = calibration.thresholds_by_fmr
+    assert t["1e-4"] < t["1e-3"] < t["1e-2"]
+    assert calibration.slope < 0
+    assert calibration.confidence(0.1) > 0.9 > 0.1 > calibration.confidence(1.5)
+    assert calibration.metadata["impostors"]["pairs"] == 1200 * 1199 // 2 - 600
+    assert calibration.metadata["check"]["pairs_used"] == 20
+    assert "thresholds: FMR 1e-2" in summary
