@@ -15,14 +15,24 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install  ## start the service on http://127.0.0.1:8000 with an embedded SQLite database
-	$(BIN)/facematch serve
+	FACEMATCH_ENVIRONMENT=$${FACEMATCH_ENVIRONMENT:-development} $(BIN)/facematch serve
 
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# PostgreSQL tests run when FACEMATCH_TEST_POSTGRES_URL names a server; when it
+# is unset and a local server answers on 127.0.0.1:5432, its `test` database is
+# used. Set it to an empty string to run SQLite only.
+PG_DEFAULT_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
+
 test: install lint  ## lint, then the whole test suite
-	$(BIN)/pytest
+	@if [ -z "$${FACEMATCH_TEST_POSTGRES_URL+set}" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+		echo "make test: PostgreSQL answers on 127.0.0.1:5432; its tests use $(PG_DEFAULT_URL)"; \
+		FACEMATCH_TEST_POSTGRES_URL=$(PG_DEFAULT_URL) $(BIN)/pytest; \
+	else \
+		$(BIN)/pytest; \
+	fi
 
 bench: install
 	$(BIN)/python -m bench.stages

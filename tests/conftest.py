@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 DEFAULT_LFW_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw-view1"
 
@@ -26,3 +31,52 @@ def lfw_root() -> Path:
 def lfw_image(root: Path, name: str, number: int) -> Path:
     """Path of image ``number`` (from 1) of person ``name``, in LFW's layout."""
     return root / "images" / name / f"{name}_{number:04d}.jpg"
+
+
+# --- databases (service and store tests) ---------------------------------------
+
+POSTGRES_ENV = "FACEMATCH_TEST_POSTGRES_URL"
+
+
+def _postgres_schema_url(base_url: str, schema: str) -> str:
+    # search_path puts every table (and alembic_version) in this session's own schema,
+    # so parallel runs on the same database never see each other's rows.
+    return (
+        make_url(base_url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+
+
+@contextmanager
+def fresh_database(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a new, empty database: a SQLite file, or a private PostgreSQL schema
+    (dropped afterwards). Skips, saying why, when PostgreSQL is not configured."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'facematch.sqlite3'}"
+        return
+    base_url = os.environ.get(POSTGRES_ENV)
+    if not base_url:
+        pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL variant not run")
+    schema = f"fm_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _postgres_schema_url(base_url, schema)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(
+    scope="session",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh database shared by the session's tests of one backend (SQLite, PostgreSQL)."""
+    with fresh_database(request.param, tmp_path_factory) as url:
+        yield url

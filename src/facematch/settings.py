@@ -11,8 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from platformdirs import user_cache_dir
-from pydantic import Field
+from platformdirs import user_cache_dir, user_data_dir
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderName = Literal["onnx", "dlib"]
@@ -57,6 +57,96 @@ class Settings(BaseSettings):
 
     # --- service ------------------------------------------------------------
     # (fields for the HTTP service, store and operations are added below)
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("facematch")),
+        description="Directory of the embedded SQLite database (used when database_url is unset).",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the database, e.g. "
+        "'postgresql+psycopg://user:pass@host:5432/facematch'. Default: SQLite file "
+        "'facematch.sqlite3' in data_dir.",
+    )
+    host: str = Field("127.0.0.1", description="Interface `facematch serve` listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port `facematch serve` listens on.")
+    workers: int = Field(
+        0, ge=0, description="Worker processes of `facematch serve` (0 = one per CPU core)."
+    )
+    token_lifetime_s: int = Field(
+        600,
+        gt=0,
+        description="Access-token lifetime for new bundles, in seconds (each bundle stores "
+        "its own).",
+    )
+    token_trials: int = Field(
+        3,
+        ge=1,
+        description="Service calls one access token allows, for new bundles (each bundle stores "
+        "its own).",
+    )
+    refresh_token_lifetime_s: int = Field(
+        86_400, gt=0, description="How long a refresh token can be exchanged, in seconds."
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Largest accepted HTTP request body, in bytes (413 above it). Two 5 MiB "
+        "images in base64 need about 14 MB.",
+    )
+    max_inflight_matches: int = Field(
+        32,
+        ge=1,
+        description="Face-match requests processed or queued at once per worker; further ones "
+        "get 429 until one finishes.",
+    )
+    warm_up: bool = Field(
+        True, description="Run one synthetic match at startup so the first request is not slow."
+    )
+
+    # --- serving: CPU pool, limits, probes, logs (docs/operations.md) ---------
+    cpu_threads: int = Field(
+        0,
+        ge=0,
+        description="Threads per worker running face-engine work (0 = the cores available).",
+    )
+    request_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a request may take, queue wait included; later it gets the "
+        "catalogue's timeout error and queued work for it is dropped.",
+    )
+    graceful_shutdown_s: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight requests may run before workers exit.",
+    )
+    readiness_timeout_s: float = Field(
+        1.0, gt=0, description="Time limit of each /readyz check (database ping), in seconds."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level of log records written."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="'json': one JSON object per line (production); 'text': for humans."
+    )
+
+    # --- transactions: encryption at rest, retention (docs/transactions.md) ---
+    environment: Literal["development", "production"] = Field(
+        "production",
+        description="'development' lets the server create a local image key in data_dir when "
+        "image_keys is unset; 'production' refuses to start without real keys.",
+    )
+    image_keys: SecretStr | None = Field(
+        None,
+        description="Keys encrypting stored images and bundle HMAC secrets: comma-separated "
+        "'key_id:base64(32 bytes)'; the first encrypts new data, all of them decrypt.",
+    )
+    purge_interval_s: int = Field(
+        3600,
+        ge=0,
+        description="How often the server purges images past their bundle's retention period, "
+        "in seconds (0 = never; `facematch admin purge` still works).",
+    )
 
 
 @lru_cache(maxsize=1)
