@@ -1,0 +1,245 @@
+"""Encrypted images and HMAC secrets in the database, key rotation, and the retention purge.
+
+Runs on SQLite always and on PostgreSQL when FACEMATCH_TEST_POSTGRES_URL names
+a server (a throwaway database is created and dropped for this module). The
+database is checked with plain SQL, not through the ORM, so "deleted" means
+the bytes are gone from the table.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from facematch.store import db, repository
+from facematch.store.models import Bundle, Transaction, utcnow
+from facematch.store.retention import purge_expired
+from facematch.store.sealed import (
+    bundle_hmac_secret,
+    ensure_bundle_hmac_secret,
+    key_usage,
+    load_transaction_images,
+    new_hmac_secret,
+    reseal_all,
+    seal_bundle_hmac_secret,
+    store_transaction_images,
+)
+from facematch.store.vault import UnknownKeyError, new_key_spec, vault_from_specs
+
+FIRST = b"\xff\xd8\xff\xe0" + os.urandom(3000)  # JPEG-like
+SECOND = b"\x89PNG\r\n\x1a\n" + os.urandom(2000)  # PNG-like
+
+
+def _postgres_engine() -> Iterator[Engine]:
+    url = os.environ.get("FACEMATCH_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("FACEMATCH_TEST_POSTGRES_URL is not set (PostgreSQL tests need a server)")
+    name = f"facematch_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = db.create_db_engine(make_url(url).set(database=name).render_as_string(False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sealed") / "db.sqlite3"
+        engine = db.create_db_engine(f"sqlite:///{path}")
+        db.migrate(engine)
+        yield engine
+        engine.dispose()
+    else:
+        for engine in _postgres_engine():
+            db.migrate(engine)
+            yield engine
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    factory = db.create_session_factory(engine)
+    with factory() as session:
+        yield session
+        session.rollback()
+
+
+def _transaction(session: Session, *, retention_days: int = 30, age_days: float = 0) -> Transaction:
+    organisation = repository.create_organisation(session, name=f"org-{uuid.uuid4().hex[:8]}")
+    user = repository.create_user(
+        session, organisation=organisation, username=f"u-{uuid.uuid4().hex[:8]}", password="pw"
+    )
+    bundle, _key = repository.create_bundle(
+        session, organisation=organisation, retention_days=retention_days
+    )
+    application, _secret = repository.create_application(
+        session, organisation=organisation, bundle=bundle, name="app"
+    )
+    issued = repository.issue_token(
+        session, user=user, application=application, refresh_lifetime_s=60
+    )
+    transaction = Transaction(
+        organisation_id=organisation.id,
+        user_id=user.id,
+        bundle_id=bundle.id,
+        token_id=issued.row.id,
+        service="face_match",
+        outcome="success",
+        is_similar=True,
+        confidence=0.97,
+        first_box={"top": 1, "right": 2, "bottom": 3, "left": 4},
+        reference_model_id="dlib-resnet-v1",
+        reference_embedding=b"\x00" * 512,
+        created_at=utcnow() - timedelta(days=age_days),
+    )
+    session.add(transaction)
+    session.flush()
+    return transaction
+
+
+def test_images_are_stored_encrypted_and_read_back(session: Session) -> None:
+    vault = vault_from_specs([new_key_spec("k1")])
+    transaction = _transaction(session)
+    store_transaction_images(
+        session, vault, transaction_id=transaction.id, images={"first": FIRST, "second": SECOND}
+    )
+    session.flush()
+    rows = session.execute(
+        text(
+            "SELECT role, key_id, content_type, ciphertext FROM transaction_images "
+            "WHERE transaction_id = :t ORDER BY role"
+        ),
+        {"t": transaction.id},
+    ).all()
+    assert [(r.role, r.key_id, r.content_type) for r in rows] == [
+        ("first", "k1", "image/jpeg"),
+        ("second", "k1", "image/png"),
+    ]
+    for row, clear in zip(rows, (FIRST, SECOND), strict=True):
+        assert clear[8:200] not in bytes(row.ciphertext)  # no clear bytes in the database
+    images = load_transaction_images(session, vault, transaction_id=transaction.id)
+    assert [(i.role, i.data) for i in images] == [("first", FIRST), ("second", SECOND)]
+
+
+def test_rotation_keeps_images_readable_then_reseal_moves_them(session: Session) -> None:
+    old_spec, new_spec = new_key_spec("old"), new_key_spec("new")
+    transaction = _transaction(session)
+    store_transaction_images(
+        session,
+        vault_from_specs([old_spec]),
+        transaction_id=transaction.id,
+        images={"first": FIRST},
+    )
+    session.flush()
+    rotated = vault_from_specs([new_spec, old_spec])
+    images = load_transaction_images(session, rotated, transaction_id=transaction.id)
+    assert images[0].data == FIRST
+    assert key_usage(session).get("old", 0) >= 1
+
+    assert reseal_all(session, rotated) >= 1
+    assert "old" not in key_usage(session)
+    only_new = vault_from_specs([new_spec])
+    assert (
+        load_transaction_images(session, only_new, transaction_id=transaction.id)[0].data == FIRST
+    )
+    with pytest.raises(UnknownKeyError):
+        load_transaction_images(
+            session, vault_from_specs([old_spec]), transaction_id=transaction.id
+        )
+
+
+def test_bundle_hmac_secret_is_sealed_and_survives_key_rotation(session: Session) -> None:
+    old_spec, new_spec = new_key_spec("old"), new_key_spec("new")
+    transaction = _transaction(session)
+    bundle = session.get(Bundle, transaction.bundle_id)
+    assert bundle is not None
+    secret = new_hmac_secret()
+    seal_bundle_hmac_secret(vault_from_specs([old_spec]), bundle, secret)
+    session.flush()
+    stored = session.execute(
+        text("SELECT hmac_secret_ciphertext FROM bundles WHERE id = :b"), {"b": bundle.id}
+    ).scalar_one()
+    assert secret.encode() not in bytes(stored)
+    rotated = vault_from_specs([new_spec, old_spec])
+    assert bundle_hmac_secret(rotated, bundle) == secret
+    reseal_all(session, rotated)
+    assert bundle_hmac_secret(vault_from_specs([new_spec]), bundle) == secret
+
+
+def test_ensure_creates_one_secret_and_keeps_it(session: Session) -> None:
+    vault = vault_from_specs([new_key_spec("k1")])
+    bundle = session.get(Bundle, _transaction(session).bundle_id)
+    assert bundle is not None
+    assert bundle.hmac_secret_ciphertext is None
+    first = ensure_bundle_hmac_secret(session, vault, bundle)
+    assert len(first) >= 40
+    assert ensure_bundle_hmac_secret(session, vault, bundle) == first
+
+
+def test_purge_deletes_image_bytes_and_keeps_the_audit_record(session: Session) -> None:
+    vault = vault_from_specs([new_key_spec("k1")])
+    old = _transaction(session, retention_days=30, age_days=31)
+    young = _transaction(session, retention_days=30, age_days=29)
+    short = _transaction(session, retention_days=1, age_days=2)
+    for transaction in (old, young, short):
+        store_transaction_images(
+            session, vault, transaction_id=transaction.id, images={"first": FIRST, "second": SECOND}
+        )
+    session.flush()
+
+    dry = purge_expired(session, dry_run=True)
+    assert (dry.transactions, dry.images) == (2, 4)
+    assert _image_count(session, old.id) == 2
+
+    report = purge_expired(session)
+    assert report.transactions == dry.transactions
+    assert report.images == dry.images
+    for purged in (old, short):
+        assert _image_count(session, purged.id) == 0
+        row = session.execute(
+            text(
+                "SELECT outcome, is_similar, confidence, first_box, reference_embedding, "
+                "images_purged_at FROM transactions WHERE id = :t"
+            ),
+            {"t": purged.id},
+        ).one()
+        assert row.outcome == "success"
+        assert row.is_similar
+        assert row.confidence == pytest.approx(0.97)
+        assert row.first_box is not None  # audit metadata kept
+        assert row.reference_embedding is None  # biometric descriptor gone
+        assert row.images_purged_at is not None
+    assert _image_count(session, young.id) == 2
+    assert (
+        session.execute(
+            text("SELECT reference_embedding FROM transactions WHERE id = :t"), {"t": young.id}
+        ).scalar_one()
+        is not None
+    )
+    # Nothing left to do: a second purge touches nothing.
+    assert purge_expired(session).transactions == 0
+
+
+def _image_count(session: Session, transaction_id: str) -> int:
+    return session.execute(
+        text("SELECT COUNT(*) FROM transaction_images WHERE transaction_id = :t"),
+        {"t": transaction_id},
+    ).scalar_one()
