@@ -1,0 +1,721 @@
+"""Load harness: drive a real ``facematch serve`` on loopback with real face pairs.
+
+It starts N worker processes of ``facematch serve`` on a free loopback port
+(or uses ``--url``), creates an organisation, user, bundle and application
+with the admin CLI, takes LFW View 1 DevTest pairs re-encoded as 640×480 JPEGs,
+and sends two-image match requests **open-loop**: request *i* is sent at
+``start + i / rate`` whether or not earlier ones have answered, the way
+independent clients behave, and latency is measured from that scheduled
+instant (so a stalled server cannot hide its queueing delay).
+
+Every run is bounded in requests and in time, and stops by itself.
+
+Modes (``--mode``):
+
+* ``fixed``    one run at ``--rate`` for ``--duration`` seconds;
+* ``max``      steps the rate up until a step has errors or cannot keep up,
+               and reports the highest rate sustained with zero errors;
+* ``steady``   80 % of ``--rate`` (the measured max) for ``--duration``;
+* ``overload`` 3 × ``--rate`` for ``--duration``;
+* ``soak``     80 % of ``--rate`` for 5 minutes, RSS per worker every 10 s;
+* ``all``      max, then 80 %, 3×, and the soak, on one server.
+
+Reports throughput, p50/p95/p99 latency (successes and refusals apart),
+counts by HTTP status, and RSS per worker, as text and optionally JSON
+(``--json FILE``). Loopback only: the harness refuses non-loopback URLs.
+
+    python -m bench.load --workers 2 --mode all --json load.json
+    python -m bench.load --url http://127.0.0.1:8000 --pids 1234,1235 --rate 10 --duration 60
+
+``--server-env KEY=VALUE`` passes settings to the started server (e.g.
+``FACEMATCH_MIN_FACE_PX=80``); ``--database-url`` points it at PostgreSQL;
+``--pairs-cache FILE`` keeps the chosen pairs so repeated runs skip choosing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import ipaddress
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LFW = ROOT / ".." / "shared" / "data" / "lfw-view1"
+MATCH_PATH = "/api/v1/face/match/"
+TOKEN_PATH = "/api/o/token/"
+REFUSALS = (429, 503)
+# The console script installed beside this interpreter (same virtual environment).
+FACEMATCH_CLI = str(Path(sys.executable).parent / "facematch")
+HARD_CAP_REQUESTS = 100_000  # no run ever sends more than this
+HARD_CAP_SECONDS = 1800.0  # nor runs longer than this
+
+
+# --- images ---------------------------------------------------------------------
+
+
+def reencode_640x480(path: Path, *, quality: int = 90) -> bytes:
+    """An LFW 250×250 face as a 640×480 JPEG, like a phone selfie or ID scan.
+
+    The face image is scaled to 480×480 and centred on a blurred, stretched
+    copy of itself, so the frame has no hard edges a detector could trip on.
+    """
+    face = Image.open(path).convert("RGB").resize((480, 480), Image.Resampling.BICUBIC)
+    # Down to 32×24 and back up: a cheap, smooth blur of the same colours.
+    canvas = face.resize((32, 24), Image.Resampling.BOX).resize(
+        (640, 480), Image.Resampling.BILINEAR
+    )
+    canvas.paste(face, (80, 0))
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def load_pairs(lfw_root: Path, count: int) -> tuple[list[tuple[str, str]], int]:
+    """``count`` DevTest pairs (same and different people, alternating) as base64 JPEGs.
+
+    Only pairs whose two re-encoded images the engine accepts (exactly one
+    visible face each) are kept, so every request of a run should succeed and
+    any non-200 answer is the server's doing. Returns the pairs and how many
+    DevTest pairs were examined to find them.
+    """
+    import gc
+
+    from facematch.engine.errors import InputError
+    from facematch.engine.matcher import FaceMatcher
+    from facematch.settings import Settings
+
+    matcher = FaceMatcher.from_settings(Settings())
+    lines = (lfw_root / "pairsDevTest.txt").read_text().splitlines()[1:]
+    same = [line.split() for line in lines if len(line.split()) == 3]
+    diff = [line.split() for line in lines if len(line.split()) == 4]
+    interleaved = [p for pair in zip(same, diff, strict=False) for p in pair]
+
+    def image(name: str, number: str) -> bytes:
+        return reencode_640x480(lfw_root / "images" / name / f"{name}_{int(number):04d}.jpg")
+
+    pairs: list[tuple[str, str]] = []
+    examined = 0
+    for fields in interleaved:
+        if len(pairs) >= count:
+            break
+        examined += 1
+        if len(fields) == 3:
+            jpegs = (image(fields[0], fields[1]), image(fields[0], fields[2]))
+        else:
+            jpegs = (image(fields[0], fields[1]), image(fields[2], fields[3]))
+        try:
+            for jpeg in jpegs:
+                matcher.observe(jpeg)
+        except InputError:
+            continue  # no face, or several: LFW photos often show bystanders
+        pairs.append((base64.b64encode(jpegs[0]).decode(), base64.b64encode(jpegs[1]).decode()))
+    del matcher
+    gc.collect()
+    return pairs, examined
+
+
+# --- server ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _require_loopback(url: str) -> None:
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SystemExit(f"refusing to load-test a non-loopback host: {host!r}")
+
+
+@dataclass
+class Client:
+    """Credentials of the load-test client, created with the admin CLI."""
+
+    username: str
+    password: str
+    client_id: str
+    client_secret: str
+    bundle_key: str
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [FACEMATCH_CLI, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"facematch {' '.join(args[:2])} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _field(output: str, name: str) -> str:
+    """The value printed by the admin CLI for ``name`` (``name: value`` or JSON)."""
+    try:
+        data = json.loads(output)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and name in data:
+        return str(data[name])
+    match = re.search(rf"^\s*{re.escape(name)}\s*[:=]\s*(\S+)", output, re.MULTILINE)
+    if not match:
+        raise SystemExit(f"admin CLI output has no {name!r}: {output!r}")
+    return match.group(1)
+
+
+def bootstrap_client(env: dict[str, str], *, trials: int, lifetime_s: int) -> Client:
+    """Organisation, user, bundle (many trials per token) and application via the admin CLI."""
+    suffix = f"{os.getpid()}{random.randrange(10**6)}"
+    user, password = f"load{suffix}", f"pw-{suffix}-load"
+    where = []
+    if env.get("FACEMATCH_DATABASE_URL"):
+        where = ["--database-url", env["FACEMATCH_DATABASE_URL"]]
+    elif env.get("FACEMATCH_DATA_DIR"):
+        where = ["--data-dir", env["FACEMATCH_DATA_DIR"]]
+    output = _cli(
+        env,
+        "admin",
+        *where,
+        "bootstrap",
+        "--organisation",
+        f"load{suffix}",
+        "--username",
+        user,
+        "--password",
+        password,
+        "--token-trials",
+        str(trials),
+        "--token-lifetime-s",
+        str(lifetime_s),
+        "--json",
+    )
+    return Client(
+        username=user,
+        password=password,
+        client_id=_field(output, "client_id"),
+        client_secret=_field(output, "client_secret"),
+        bundle_key=_field(output, "bundle_key"),
+    )
+
+
+class Server:
+    """``facematch serve`` with N workers on a free loopback port, its own data dir."""
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        database_url: str | None,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = Path(tempfile.mkdtemp(prefix="facematch-load-"))
+        self.env = {
+            **os.environ,
+            "FACEMATCH_DATA_DIR": str(self.workdir),
+            "FACEMATCH_ENVIRONMENT": "development",
+            "FACEMATCH_PURGE_INTERVAL_S": "0",
+        }
+        if database_url:
+            self.env["FACEMATCH_DATABASE_URL"] = database_url
+        self.env.update(extra_env or {})
+        self.workers = workers
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, ready_timeout_s: float = 300.0) -> None:
+        self.log_path.write_bytes(b"")
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                FACEMATCH_CLI,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(
+                    f"server exited with {self.process.returncode}; see {self.log_path}"
+                )
+            # Every worker must have finished its startup, not just the first to answer.
+            started = self.log_path.read_bytes().count(b"Application startup complete")
+            try:
+                ready = httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                ready = False
+            if ready and started >= self.workers:
+                return
+            time.sleep(0.5)
+        raise SystemExit(f"server not ready after {ready_timeout_s:.0f} s; see {self.log_path}")
+
+    def worker_pids(self) -> list[int]:
+        """The processes serving requests: the children running uvicorn workers, or the server."""
+        if self.process is None:
+            return []
+        if self.workers == 1:
+            return [self.process.pid]
+        return [
+            pid for pid in _children(self.process.pid) if "resource_tracker" not in _cmdline(pid)
+        ]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return sorted(out)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of ``pid`` in MiB, from /proc (no extra dependency)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# --- driving --------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    offset_s: float  # scheduled send time from the start of the run
+    latency_s: float  # scheduled send → full response (or failure)
+    status: int  # HTTP status; 0 = transport error or client-side timeout
+    error_code: int | None = None
+
+
+@dataclass
+class RunReport:
+    name: str
+    offered_rate: float
+    duration_s: float
+    sent: int
+    by_status: dict[str, int]
+    throughput_ok: float
+    latency_ok_ms: dict[str, float]
+    latency_refused_ms: dict[str, float]
+    error_codes: dict[str, int]
+    rss_mb: dict[str, list[float]] = field(default_factory=dict)
+    rss_samples: list[tuple[float, list[float]]] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(n for s, n in self.by_status.items() if s != "200")
+
+    def text(self) -> str:
+        ok = self.latency_ok_ms
+        ref = self.latency_refused_ms
+        lines = [
+            f"== {self.name}: offered {self.offered_rate:.1f}/s for {self.duration_s:.0f} s, "
+            f"sent {self.sent}",
+            f"   statuses {self.by_status}  error codes {self.error_codes}",
+            f"   throughput (200) {self.throughput_ok:.2f}/s",
+        ]
+        if ok:
+            lines.append(
+                f"   latency 200 ms   p50 {ok['p50']:.0f}  p95 {ok['p95']:.0f}  "
+                f"p99 {ok['p99']:.0f}  max {ok['max']:.0f}"
+            )
+        if ref:
+            lines.append(
+                f"   latency 429/503 ms p50 {ref['p50']:.1f}  p95 {ref['p95']:.1f}  "
+                f"p99 {ref['p99']:.1f}  max {ref['max']:.1f}"
+            )
+        for pid, values in self.rss_mb.items():
+            lines.append(
+                f"   RSS worker {pid}: start {values[0]:.0f} MiB, end {values[-1]:.0f} MiB, "
+                f"max {max(values):.0f} MiB"
+            )
+        return "\n".join(lines)
+
+
+def markdown_table(reports: list[RunReport]) -> str:
+    """The runs as a Markdown table (for docs/performance.md)."""
+    lines = [
+        "| run | offered/s | sent | answered 200/s | statuses | 200 p50 / p95 / p99 ms "
+        "| 429/503 p50 / p95 / p99 ms | RSS per worker MiB (start → end, max) |",
+        "|---|---:|---:|---:|---|---|---|---|",
+    ]
+    for r in reports:
+        ok, ref = r.latency_ok_ms, r.latency_refused_ms
+        ok_text = f"{ok['p50']:.0f} / {ok['p95']:.0f} / {ok['p99']:.0f}" if ok else "–"
+        ref_text = f"{ref['p50']:.1f} / {ref['p95']:.1f} / {ref['p99']:.1f}" if ref else "–"
+        statuses = ", ".join(f"{k}: {v}" for k, v in r.by_status.items())
+        rss = "; ".join(f"{v[0]:.0f} → {v[-1]:.0f} ({max(v):.0f})" for v in r.rss_mb.values() if v)
+        lines.append(
+            f"| {r.name} | {r.offered_rate:.1f} | {r.sent} | {r.throughput_ok:.1f} | {statuses} "
+            f"| {ok_text} | {ref_text} | {rss} |"
+        )
+    return "\n".join(lines)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return 1000 * ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    return {
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
+        "max": 1000 * ordered[-1],
+        "mean": 1000 * statistics.fmean(ordered),
+    }
+
+
+class Driver:
+    """Holds the client, a token with enough trials, and the prepared request bodies."""
+
+    def __init__(self, url: str, client: Client, pairs: list[tuple[str, str]]) -> None:
+        self.url = url
+        self.client = client
+        # Bodies are serialised once, so the harness spends its CPU on sending, not JSON.
+        self.bodies = [
+            json.dumps({"first_img": a, "second_img": b, "bundle_key": client.bundle_key}).encode()
+            for a, b in pairs
+        ]
+        self.token = ""
+
+    async def fetch_token(self, http: httpx.AsyncClient) -> None:
+        response = await http.post(
+            f"{self.url}{TOKEN_PATH}",
+            data={
+                "grant_type": "password",
+                "username": self.client.username,
+                "password": self.client.password,
+                "client_id": self.client.client_id,
+                "client_secret": self.client.client_secret,
+            },
+        )
+        response.raise_for_status()
+        self.token = response.json()["access_token"]
+
+    async def _one(
+        self, http: httpx.AsyncClient, body: bytes, scheduled: float, start: float, timeout_s: float
+    ) -> Sample:
+        status, code = 0, None
+        try:
+            response = await http.post(
+                f"{self.url}{MATCH_PATH}",
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {self.token}",
+                },
+                timeout=timeout_s,
+            )
+            status = response.status_code
+            if status != 200:
+                try:
+                    code = response.json().get("error_code")
+                except ValueError:
+                    code = None
+        except httpx.HTTPError:
+            status = 0
+        return Sample(scheduled - start, time.monotonic() - scheduled, status, code)
+
+    async def run(
+        self,
+        name: str,
+        *,
+        rate: float,
+        duration_s: float,
+        max_requests: int,
+        rss_pids: list[int],
+        rss_every_s: float = 10.0,
+        timeout_s: float = 60.0,
+    ) -> RunReport:
+        count = min(int(rate * duration_s), max_requests, HARD_CAP_REQUESTS)
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        rss: dict[str, list[float]] = {str(pid): [] for pid in rss_pids}
+        rss_samples: list[tuple[float, list[float]]] = []
+        async with httpx.AsyncClient(limits=limits, timeout=timeout_s) as http:
+            if not self.token:
+                await self.fetch_token(http)
+            start = time.monotonic()
+            tasks: list[asyncio.Task[Sample]] = []
+            next_rss = 0.0
+            for i in range(count):
+                scheduled = start + i / rate
+                delay = scheduled - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if scheduled - start >= next_rss:
+                    values = [rss_mb(pid) or 0.0 for pid in rss_pids]
+                    rss_samples.append((round(scheduled - start, 1), values))
+                    for pid, value in zip(rss_pids, values, strict=True):
+                        rss[str(pid)].append(value)
+                    next_rss += rss_every_s
+                body = self.bodies[i % len(self.bodies)]
+                tasks.append(
+                    asyncio.create_task(self._one(http, body, scheduled, start, timeout_s))
+                )
+            samples = await asyncio.gather(*tasks)
+            elapsed = time.monotonic() - start
+        for pid in rss_pids:
+            value = rss_mb(pid)
+            if value is not None:
+                rss[str(pid)].append(value)
+        by_status: dict[str, int] = {}
+        codes: dict[str, int] = {}
+        for s in samples:
+            by_status[str(s.status)] = by_status.get(str(s.status), 0) + 1
+            if s.error_code is not None:
+                codes[str(s.error_code)] = codes.get(str(s.error_code), 0) + 1
+        ok = [s.latency_s for s in samples if s.status == 200]
+        refused = [s.latency_s for s in samples if s.status in REFUSALS]
+        return RunReport(
+            name=name,
+            offered_rate=rate,
+            duration_s=count / rate,
+            sent=count,
+            by_status=dict(sorted(by_status.items())),
+            throughput_ok=len(ok) / elapsed if elapsed > 0 else 0.0,
+            latency_ok_ms=_percentiles(ok),
+            latency_refused_ms=_percentiles(refused),
+            error_codes=codes,
+            rss_mb={k: v for k, v in rss.items() if v},
+            rss_samples=rss_samples,
+        )
+
+
+async def find_max_rate(
+    driver: Driver, *, start_rate: float, step: float, step_s: float, pids: list[int], out: list
+) -> float:
+    """Highest offered rate answered entirely with 200 and kept up with (≥ 97 % delivered)."""
+    best = 0.0
+    rate = start_rate
+    while True:
+        report = await driver.run(
+            f"max-search {rate:.0f}/s",
+            rate=rate,
+            duration_s=step_s,
+            max_requests=int(rate * step_s),
+            rss_pids=pids,
+        )
+        out.append(report)
+        print(report.text(), flush=True)
+        # Keeping up: the last request's answer arrived within 1 s of the step end.
+        kept_up = report.latency_ok_ms and report.latency_ok_ms["p99"] < 1000
+        if report.errors or not kept_up:
+            return best
+        best = rate
+        rate += step
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    server: Server | None = None
+    reports: list[RunReport] = []
+    started = time.monotonic()
+    try:
+        # The pairs first: choosing them runs the engine here, before the server competes for CPU.
+        cache = Path(args.pairs_cache) if args.pairs_cache else None
+        if cache is not None and cache.is_file():
+            saved = json.loads(cache.read_text())
+            pairs, examined = [tuple(p) for p in saved["pairs"]], saved["examined"]
+        else:
+            pairs, examined = load_pairs(Path(args.lfw_root), args.pairs)
+            if cache is not None:
+                cache.write_text(json.dumps({"pairs": pairs, "examined": examined}))
+        print(
+            f"{len(pairs)} LFW DevTest pairs re-encoded as 640x480 JPEG "
+            f"(of {examined} examined: the others have no or several faces)",
+            flush=True,
+        )
+        if args.url:
+            _require_loopback(args.url)
+            url, pids = args.url.rstrip("/"), [int(p) for p in args.pids.split(",") if p]
+            env = {**os.environ}
+        else:
+            log_path = Path(args.server_log)
+            extra = dict(item.split("=", 1) for item in args.server_env)
+            server = Server(
+                workers=args.workers,
+                database_url=args.database_url,
+                log_path=log_path,
+                extra_env=extra,
+            )
+            env = server.env
+            url = server.url
+        client = bootstrap_client(env, trials=10_000_000, lifetime_s=3600)
+        if server is not None:
+            server.start()
+            pids = server.worker_pids()
+        print(f"server {url}, workers {pids}", flush=True)
+        driver = Driver(url, client, pairs)
+
+        # Warm every worker (first requests pay lazy initialisation) without recording.
+        await driver.run("warm-up", rate=4, duration_s=5, max_requests=20, rss_pids=[])
+
+        mode = args.mode
+        rate = args.rate
+        if mode in ("max", "all"):
+            rate = await find_max_rate(
+                driver,
+                start_rate=args.start_rate,
+                step=args.step,
+                step_s=args.step_seconds,
+                pids=pids,
+                out=reports,
+            )
+            print(f"max sustained rate with zero errors: {rate:.0f}/s", flush=True)
+            if rate <= 0:
+                return 1
+        runs: list[tuple[str, float, float]] = []
+        if mode == "fixed":
+            runs.append(("fixed", rate, args.duration))
+        if mode in ("steady", "all"):
+            runs.append(("steady 80%", 0.8 * rate, args.duration))
+        if mode in ("overload", "all"):
+            runs.append(("overload 3x", 3 * rate, args.duration))
+        if mode in ("soak", "all"):
+            runs.append((f"soak 80% {args.soak_seconds:.0f} s", 0.8 * rate, args.soak_seconds))
+        for name, run_rate, seconds in runs:
+            if time.monotonic() - started > min(args.time_limit, HARD_CAP_SECONDS):
+                print("time limit reached; skipping the remaining runs", flush=True)
+                break
+            report = await driver.run(
+                name,
+                rate=run_rate,
+                duration_s=seconds,
+                max_requests=args.max_requests,
+                rss_pids=pids,
+            )
+            reports.append(report)
+            print(report.text(), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+        if reports:
+            print(markdown_table(reports), flush=True)
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "workers": args.workers,
+                        "cpu_count": os.cpu_count(),
+                        "load_average_at_start": args.load_at_start,
+                        "server_env": args.server_env,
+                        "runs": [asdict(r) for r in reports],
+                    },
+                    indent=2,
+                )
+            )
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--url", help="use a running server (loopback only) instead of starting one"
+    )
+    parser.add_argument("--pids", default="", help="with --url: worker pids to sample RSS of")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--database-url", help="FACEMATCH_DATABASE_URL for the started server")
+    parser.add_argument(
+        "--mode", choices=["fixed", "max", "steady", "overload", "soak", "all"], default="fixed"
+    )
+    parser.add_argument("--rate", type=float, default=10.0, help="requests/s (max rate for modes)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per run")
+    parser.add_argument("--soak-seconds", type=float, default=300.0)
+    parser.add_argument("--start-rate", type=float, default=10.0)
+    parser.add_argument("--step", type=float, default=2.0)
+    parser.add_argument("--step-seconds", type=float, default=20.0)
+    parser.add_argument("--max-requests", type=int, default=20_000)
+    parser.add_argument("--time-limit", type=float, default=1500.0, help="whole-session bound, s")
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument(
+        "--lfw-root", default=os.environ.get("FACEMATCH_LFW_ROOT", str(DEFAULT_LFW))
+    )
+    parser.add_argument(
+        "--server-log", default=str(Path(tempfile.gettempdir()) / "facematch-load.log")
+    )
+    parser.add_argument("--json", help="write every run's figures to this file")
+    parser.add_argument(
+        "--pairs-cache", help="JSON file keeping the chosen pairs between runs (made if missing)"
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the started server (repeatable), e.g. FACEMATCH_MIN_FACE_PX=80",
+    )
+    args = parser.parse_args()
+    args.load_at_start = os.getloadavg()
+    print(f"load average at start: {args.load_at_start}", flush=True)
+    sys.exit(asyncio.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""/healthz and /readyz: liveness never depends on dependencies; readiness does, with a timeout."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from facematch.service.routes.health import Readiness, blocking_check
+from facematch.service.routes.health import router as ops_router
+
+
+def _app(readiness: Readiness | None) -> FastAPI:
+    app = FastAPI()
+    app.include_router(ops_router)
+    if readiness is not None:
+        app.state.readiness = readiness
+    return app
+
+
+async def _ok() -> None:
+    return None
+
+
+async def _models_missing() -> None:
+    raise RuntimeError("models not loaded")
+
+
+@pytest.fixture
+def hung_probe() -> Iterator[threading.Event]:
+    release = threading.Event()
+    yield release
+    release.set()  # let the probe thread end
+
+
+def test_healthz_answers_without_any_readiness() -> None:
+    response = TestClient(_app(None)).get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "alive"}
+
+
+def test_readyz_is_503_before_startup_finished() -> None:
+    response = TestClient(_app(None)).get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "not_ready"
+
+
+def test_readyz_reports_each_check() -> None:
+    readiness = Readiness()
+    readiness.add("database", _ok)
+    readiness.add("models", _models_missing)
+    client = TestClient(_app(readiness))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "models": "RuntimeError: models not loaded",
+    }
+    readiness.add("models", _ok)
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "models": "ok"}}
+
+
+def test_readyz_fails_during_shutdown() -> None:
+    readiness = Readiness()
+    readiness.add("models", _ok)
+    readiness.shutting_down = True
+    response = TestClient(_app(readiness)).get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["shutdown"] == "shutting down"
+
+
+def test_hung_probe_times_out_and_does_not_pile_up(hung_probe: threading.Event) -> None:
+    calls: list[int] = []
+
+    def probe() -> None:
+        calls.append(1)
+        hung_probe.wait(30)
+
+    readiness = Readiness(timeout_s=0.1)
+    readiness.add("database", blocking_check(probe, name="database"))
+    client = TestClient(_app(readiness))
+    first = client.get("/readyz")
+    second = client.get("/readyz")
+    assert first.status_code == second.status_code == 503
+    assert first.json()["checks"]["database"] == "timed out after 0.1 s"
+    assert "previous database probe" in second.json()["checks"]["database"]
+    assert len(calls) == 1
+
+
+def _select_one(url: str) -> None:
+    engine = create_engine(url, connect_args={"connect_timeout": 1} if "postgres" in url else {})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def test_database_check_on_a_real_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ready.sqlite3'}"
+    readiness = Readiness()
+    readiness.add("database", blocking_check(lambda: _select_one(url), name="database"))
+    response = TestClient(_app(readiness)).get("/readyz")
+    assert response.status_code == 200
+
+
+def test_unreachable_postgres_makes_the_worker_unready() -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+psycopg://facematch@127.0.0.1:{port}/facematch"
+    readiness = Readiness(timeout_s=2.0)
+    readiness.add("database", blocking_check(lambda: _select_one(url), name="database"))
+    response = TestClient(_app(readiness)).get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("OperationalError")
