@@ -161,6 +161,48 @@ def test_two_big_faces_are_refused_by_the_coarse_pass(
         detector.detect_one(pixels)
 
 
+def two_faces_at_the_coarse_limit(lfw_root: Path) -> np.ndarray:
+    """1140×720 with two faces, the second ~0.83 of the first (one pyramid step).
+
+    At the coarse pass's 480 px smaller side the main face just clears the
+    coarse acceptance (160 px) and the second sits near its 120 px floor:
+    the case the coarse pass's soundness argument is about.
+    """
+    main = Image.fromarray(load(lfw_image(lfw_root, "Abdullah_Gul", 13))).resize((608, 608))
+    second = Image.fromarray(load(lfw_image(lfw_root, "AJ_Cook", 1))).resize((504, 504))
+    return on_canvas([(np.asarray(main), (0, 56)), (np.asarray(second), (621, 108))], (1140, 720))
+
+
+def test_coarse_pass_alone_still_refuses_a_second_face_at_its_limit(
+    lfw_root: Path, detector: FaceDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pixels = two_faces_at_the_coarse_limit(lfw_root)
+    passes: list[float] = []
+    original = FaceDetector._run
+
+    def counting_run(self: FaceDetector, work: np.ndarray, plan, rotation_deg: int):  # type: ignore[no-untyped-def]
+        passes.append(plan.factor)
+        return original(self, work, plan, rotation_deg)
+
+    monkeypatch.setattr(FaceDetector, "_run", counting_run)
+    with pytest.raises(MultipleFacesError):
+        detector.detect_one(pixels)
+    assert passes == [pytest.approx(480 / 720)]  # settled by the coarse pass alone
+    # The full pass alone finds the same two faces.
+    plan = working_scale(720, 1140, min_face_px=40, max_work_side_px=720)
+    assert plan.factor == pytest.approx(1.0)
+    full = detector._run(pixels, plan, 0)
+    coarse = detector.detect(pixels)
+    assert len(full) == len(coarse) == 2
+    with pytest.raises(MultipleFacesError):
+        select_single_face(full, min_face_px=40, visibility=RULE)
+
+
+def test_coarse_pass_settings_below_soundness_are_refused() -> None:
+    with pytest.raises(ValueError):
+        FaceDetector(coarse_margin=0.9)
+
+
 def test_a_much_smaller_second_face_is_ignored(lfw_root: Path, detector: FaceDetector) -> None:
     main = load(lfw_image(lfw_root, "Abdullah_Gul", 13))
     ghost = np.asarray(Image.fromarray(load(lfw_image(lfw_root, "AJ_Cook", 1))).resize((110, 110)))

@@ -70,11 +70,13 @@ BORDER_MARGIN = 0.1
 # photo, ~60 ms of HOG on one core; faces from 11 % of the smaller side up).
 MAX_WORK_SIDE_PX = 720
 # A cheap first pass at this smaller side (never upscaled; 640×480 for a 4:3
-# photo, ~4× less HOG work than the full pass) settles the common case of one
-# big face. It is trusted only when its candidate face is inside the frame and
-# at least COARSE_MARGIN × HOG_WINDOW_PX / secondary ratio there: then a face
-# of that ratio is still >= 1.5 × the HOG window and would have been found too.
-# Otherwise the full pass runs.
+# photo, ~27 ms of HOG, ~2.5× less than the full pass) settles the common case
+# of one big face. It is trusted only when its candidate face is inside the
+# frame and at least COARSE_MARGIN × HOG_WINDOW_PX / secondary ratio there:
+# then a face of that ratio is still >= 1.5 × the HOG window and would have
+# been found too. Otherwise the full pass runs. A smaller side of 320 with a
+# margin of 1.0 (still >= 1 × the window) is ~40 % cheaper but moves boxes and
+# refusals and loses accuracy on 640×480 photos (docs/engine.md).
 COARSE_WORK_SIDE_PX = 480
 COARSE_MARGIN = 1.5  # COARSE_ACCEPT_PX = 1.5 × 80 / 0.75 = 160 px by default
 
@@ -197,16 +199,24 @@ class FaceDetector:
         max_work_side_px: int = MAX_WORK_SIDE_PX,
         visibility: VisibilityRule | None = None,
         refuse_multiple_faces: bool = True,
+        coarse_work_side_px: int = COARSE_WORK_SIDE_PX,
+        coarse_margin: float = COARSE_MARGIN,
     ) -> None:
         """``refuse_multiple_faces=False`` takes the largest face instead of applying
-        the one-face rule: a diagnostic for evaluations, never for verification."""
+        the one-face rule: a diagnostic for evaluations, never for verification.
+        ``coarse_work_side_px`` and ``coarse_margin`` tune the coarse pass (see
+        the constants; bench/stages.py measures a 320 / 1.0 variant with them).
+        ``coarse_margin`` below 1 would make the coarse pass unsound and is refused."""
         if min_face_px <= 0 or max_work_side_px < HOG_WINDOW_PX:
             raise ValueError("min_face_px must be > 0 and max_work_side_px >= 80")
+        if coarse_margin < 1 or coarse_work_side_px < HOG_WINDOW_PX:
+            raise ValueError("coarse_margin must be >= 1 and coarse_work_side_px >= 80")
         self.min_face_px = min_face_px
         self.max_work_side_px = max_work_side_px
         self.visibility = visibility if visibility is not None else VisibilityRule()
         self.refuse_multiple_faces = refuse_multiple_faces
-        self._coarse_accept_px = COARSE_MARGIN * HOG_WINDOW_PX / self.visibility.min_side_ratio
+        self.coarse_work_side_px = coarse_work_side_px
+        self._coarse_accept_px = coarse_margin * HOG_WINDOW_PX / self.visibility.min_side_ratio
         self._local = threading.local()
 
     def _dlib_detector(self):  # type: ignore[no-untyped-def]
@@ -256,7 +266,7 @@ class FaceDetector:
             max_work_side_px=self.max_work_side_px,
         )
         coarse = _WorkingScale(
-            upsample=0, resize=min(1.0, COARSE_WORK_SIDE_PX / min(height, width))
+            upsample=0, resize=min(1.0, self.coarse_work_side_px / min(height, width))
         )
         if coarse.factor < 0.8 * fine.factor:
             found = self._run(pixels, coarse, rotation_deg)
