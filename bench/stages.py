@@ -70,7 +70,7 @@ def _median_ms(function: Callable[[], object], repeats: int) -> float:
 
 def _stages(matcher: FaceMatcher, data: bytes, repeats: int) -> dict[str, float]:
     detector, aligner = FaceDetector(), Aligner()
-    variant = FaceDetector(coarse_work_side_px=320, coarse_margin=1.0)
+    variant = FaceDetector(coarse_work_side_px=320, coarse_margin=1.0, coarse_skip_levels=0)
     limits = ImageLimits(max_bytes=10 * 1024 * 1024)
     decoded = decode_image(data, limits=limits, max_side_px=DECODE_MAX_SIDE_PX)
     found = detector.detect_one(decoded.pixels, scale=decoded.scale)

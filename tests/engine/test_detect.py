@@ -17,7 +17,12 @@ from facematch.engine.detect import (
     select_single_face,
     working_scale,
 )
-from facematch.engine.errors import FaceTooSmallError, MultipleFacesError, NoFaceError
+from facematch.engine.errors import (
+    FaceError,
+    FaceTooSmallError,
+    MultipleFacesError,
+    NoFaceError,
+)
 from facematch.engine.types import FaceBox
 from tests.conftest import lfw_image
 
@@ -177,17 +182,19 @@ def test_coarse_pass_alone_still_refuses_a_second_face_at_its_limit(
     lfw_root: Path, detector: FaceDetector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pixels = two_faces_at_the_coarse_limit(lfw_root)
-    passes: list[float] = []
-    original = FaceDetector._run
+    passes: list[tuple[int, int]] = []
+    original = FaceDetector._dlib_run
 
-    def counting_run(self: FaceDetector, work: np.ndarray, plan, rotation_deg: int):  # type: ignore[no-untyped-def]
-        passes.append(plan.factor)
-        return original(self, work, plan, rotation_deg)
+    def counting_run(self: FaceDetector, work: np.ndarray, upsample: int):  # type: ignore[no-untyped-def]
+        passes.append(work.shape[:2])
+        return original(self, work, upsample)
 
-    monkeypatch.setattr(FaceDetector, "_run", counting_run)
+    monkeypatch.setattr(FaceDetector, "_dlib_run", counting_run)
     with pytest.raises(MultipleFacesError):
         detector.detect_one(pixels)
-    assert passes == [pytest.approx(480 / 720)]  # settled by the coarse pass alone
+    # Settled by the coarse pass alone: 760×480, two pyramid levels down (5/6 each).
+    assert len(passes) == 1
+    assert passes[0][0] == pytest.approx(480 * (5 / 6) ** 2, abs=2)
     # The full pass alone finds the same two faces.
     plan = working_scale(720, 1140, min_face_px=40, max_work_side_px=720)
     assert plan.factor == pytest.approx(1.0)
@@ -200,7 +207,68 @@ def test_coarse_pass_alone_still_refuses_a_second_face_at_its_limit(
 
 def test_coarse_pass_settings_below_soundness_are_refused() -> None:
     with pytest.raises(ValueError):
-        FaceDetector(coarse_margin=0.9)
+        FaceDetector(coarse_margin=0.9, coarse_skip_levels=0)
+    # Two skipped pyramid levels hide faces under 80 × 1.2² = 115 px: the margin
+    # must keep every face that could count above that.
+    with pytest.raises(ValueError):
+        FaceDetector(coarse_margin=1.4, coarse_skip_levels=2)
+    FaceDetector(coarse_margin=1.44, coarse_skip_levels=2)
+
+
+def selfie_640x480(path: Path) -> np.ndarray:
+    """An LFW photo scaled to 480×480 on a grey 640×480 canvas (face ~180-215 px)."""
+    face = Image.fromarray(load(path)).resize((480, 480))
+    canvas = Image.new("RGB", (640, 480), (128, 128, 128))
+    canvas.paste(face, (80, 0))
+    return np.asarray(canvas)
+
+
+def overlap(a: FaceBox, b: FaceBox) -> bool:
+    return min(a.right, b.right) > max(a.left, b.left) and min(a.bottom, b.bottom) > max(
+        a.top, b.top
+    )
+
+
+def test_skipping_pyramid_levels_finds_the_same_faces_with_the_same_boxes(
+    lfw_root: Path, detector: FaceDetector
+) -> None:
+    whole = FaceDetector(coarse_skip_levels=0)
+    # The first 16 people of View 1 in name order, first photo each.
+    people = sorted(p for p in (lfw_root / "images").iterdir() if p.is_dir())[:16]
+    accepted = 0
+    for person in people:
+        pixels = selfie_640x480(sorted(person.glob("*.jpg"))[0])
+        fast = detector.detect(pixels)
+        reference = whole.detect(pixels)
+        # The same faces, boxes and scores, except the small ones only the two
+        # skipped levels see (boxes of ~72 and ~86 px; level 2 starts at ~104),
+        # and faces the whole pass dropped for overlapping one of those small
+        # ones with a higher score (dlib keeps the best of overlapping boxes).
+        fast_keys = {(d.box, round(d.score, 6)) for d in fast}
+        small = [d.box for d in reference if d.side_px <= 95]
+        big = {(d.box, round(d.score, 6)) for d in reference if d.side_px > 95}
+        assert big <= fast_keys, person.name
+        assert all(any(overlap(box, s) for s in small) for box, _ in fast_keys - big), person.name
+        try:
+            chosen = detector.detect_one(pixels)
+        except FaceError as exc:
+            with pytest.raises(type(exc)):
+                whole.detect_one(pixels)
+            continue
+        assert chosen == whole.detect_one(pixels), person.name
+        accepted += 1
+    assert accepted >= 12
+
+
+def test_unrecognised_pyramid_level_falls_back_to_the_whole_coarse_pass(
+    lfw_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import facematch.engine.detect as detect_module
+
+    pixels = selfie_640x480(lfw_image(lfw_root, "Abdullah_Gul", 13))
+    expected = FaceDetector(coarse_skip_levels=0).detect(pixels)
+    monkeypatch.setattr(detect_module, "_box_before_skipping", lambda *_args: None)
+    assert FaceDetector().detect(pixels) == expected
 
 
 def test_a_much_smaller_second_face_is_ignored(lfw_root: Path, detector: FaceDetector) -> None:
