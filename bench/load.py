@@ -329,6 +329,20 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` (threads included), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # Fields 14 and 15 of stat (utime, stime); index 11 and 12 after the name.
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def rss_mb(pid: int) -> float | None:
     """Resident set size of ``pid`` in MiB, from /proc (no extra dependency)."""
     try:
@@ -364,6 +378,9 @@ class RunReport:
     error_codes: dict[str, int]
     rss_mb: dict[str, list[float]] = field(default_factory=dict)
     rss_samples: list[tuple[float, list[float]]] = field(default_factory=list)
+    # CPU time per request sent, to see where the machine's cores go.
+    server_cpu_ms_per_request: float | None = None
+    client_cpu_ms_per_request: float | None = None
 
     @property
     def errors(self) -> int:
@@ -387,6 +404,11 @@ class RunReport:
             lines.append(
                 f"   latency 429/503 ms p50 {ref['p50']:.1f}  p95 {ref['p95']:.1f}  "
                 f"p99 {ref['p99']:.1f}  max {ref['max']:.1f}"
+            )
+        if self.server_cpu_ms_per_request is not None:
+            lines.append(
+                f"   CPU per request: server {self.server_cpu_ms_per_request:.1f} ms, "
+                f"load client {self.client_cpu_ms_per_request:.1f} ms"
             )
         for pid, values in self.rss_mb.items():
             lines.append(
@@ -445,6 +467,8 @@ class Driver:
             for a, b in pairs
         ]
         self.token = ""
+        # Every server process (supervisor and workers) whose CPU time is counted.
+        self.cpu_pids: list[int] = []
 
     async def fetch_token(self, http: httpx.AsyncClient) -> None:
         response = await http.post(
@@ -502,6 +526,8 @@ class Driver:
         async with httpx.AsyncClient(limits=limits, timeout=timeout_s) as http:
             if not self.token:
                 await self.fetch_token(http)
+            server_cpu_start = cpu_seconds(self.cpu_pids)
+            client_cpu_start = time.process_time()
             start = time.monotonic()
             tasks: list[asyncio.Task[Sample]] = []
             next_rss = 0.0
@@ -522,6 +548,8 @@ class Driver:
                 )
             samples = await asyncio.gather(*tasks)
             elapsed = time.monotonic() - start
+            server_cpu = cpu_seconds(self.cpu_pids) - server_cpu_start
+            client_cpu = time.process_time() - client_cpu_start
         for pid in rss_pids:
             value = rss_mb(pid)
             if value is not None:
@@ -546,6 +574,8 @@ class Driver:
             error_codes=codes,
             rss_mb={k: v for k, v in rss.items() if v},
             rss_samples=rss_samples,
+            server_cpu_ms_per_request=1000 * server_cpu / count if self.cpu_pids else None,
+            client_cpu_ms_per_request=1000 * client_cpu / count,
         )
 
 
@@ -613,6 +643,9 @@ async def main_async(args: argparse.Namespace) -> int:
             pids = server.worker_pids()
         print(f"server {url}, workers {pids}", flush=True)
         driver = Driver(url, client, pairs)
+        driver.cpu_pids = sorted(
+            {*pids, *([server.process.pid] if server and server.process else [])}
+        )
 
         # Warm every worker (first requests pay lazy initialisation) without recording.
         await driver.run("warm-up", rate=4, duration_s=5, max_requests=20, rss_pids=[])
