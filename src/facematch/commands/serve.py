@@ -108,6 +108,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     from facematch.commands.transactions import check_image_keys
+    from facematch.service.http_protocol import NoDelayHTTPProtocol
     from facematch.service.logging import configure_logging
     from facematch.service.workpool import default_threads
     from facematch.settings import get_settings
@@ -131,6 +132,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             log_config=None,
             access_log=False,
             server_header=False,
+            # uvicorn leaves Nagle's algorithm on with several workers (see module).
+            http=NoDelayHTTPProtocol,
             timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
         )
     finally:
