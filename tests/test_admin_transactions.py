@@ -14,7 +14,11 @@ from facematch.cli import cli
 from facematch.settings import get_settings
 from facematch.store import db, repository
 from facematch.store.models import Transaction, utcnow
-from facematch.store.sealed import bundle_hmac_secret, store_transaction_images
+from facematch.store.sealed import (
+    bundle_hmac_secret,
+    seal_reference_embedding,
+    store_transaction_images,
+)
 from facematch.store.vault import new_key_spec, vault_from_specs
 from tests.service.keys import client_private_key, public_pem
 
@@ -52,14 +56,17 @@ def _seed(tmp_path: Path, image_key: str, *, age_days: float) -> tuple[int, str]
             token_id=token.row.id,
             service="face_match",
             outcome="success",
-            reference_embedding=b"\x01" * 512,
             created_at=utcnow() - timedelta(days=age_days),
         )
         session.add(transaction)
         session.flush()
+        vault = vault_from_specs([image_key])
+        transaction.reference_embedding = seal_reference_embedding(
+            vault, transaction.id, b"\x01" * 512
+        )
         store_transaction_images(
             session,
-            vault_from_specs([image_key]),
+            vault,
             transaction_id=transaction.id,
             images={"first": b"\xff\xd8\xff1", "second": b"\xff\xd8\xff2"},
         )
@@ -145,7 +152,9 @@ def test_rotation_commands(
     get_settings.cache_clear()
     rotated = CliRunner().invoke(cli, ["admin", "rotate-keys"])
     assert rotated.exit_code == 0, rotated.output
-    assert "re-encrypted 3 item(s) under key 'k2'" in rotated.output  # 2 images + 1 secret
+    # 2 images + the reference descriptor + the HMAC secret
+    assert "re-encrypted 4 item(s) under key 'k2'" in rotated.output
+    assert "k2: 3 image(s) and reference descriptor(s)" in rotated.output
     assert _sql(tmp_path, "SELECT DISTINCT key_id FROM transaction_images") == [("k2",)]
 
     # The old key can go: the HMAC secret is still the same.

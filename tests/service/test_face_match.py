@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from facematch.store.models import Transaction
+from facematch.store.sealed import open_reference_embedding
+from facematch.store.vault import VaultError
 from tests.service.support import bearer, issue_token, png_b64, provision
 
 URL = "/api/v1/face/match/"
@@ -48,8 +51,13 @@ def test_same_person_matches_with_exact_response_shape(
     assert row.first_box is not None
     assert row.second_box is not None
     assert row.reference_model_id == client.app.state.matcher.model_id  # type: ignore[attr-defined]
-    assert row.reference_embedding is not None
-    assert np.frombuffer(row.reference_embedding, np.float32).shape == (128,)
+    # The ID side's descriptor, stored encrypted (biometric data) and bound to this row.
+    vault = client.app.state.vault  # type: ignore[attr-defined]
+    descriptor = open_reference_embedding(vault, row.id, row.reference_embedding)
+    assert np.frombuffer(descriptor, np.float32).shape == (128,)
+    assert descriptor not in row.reference_embedding
+    with pytest.raises(VaultError):
+        open_reference_embedding(vault, "another-transaction", row.reference_embedding)
 
 
 def test_different_people_do_not_match(client: TestClient, faces: dict[str, str]) -> None:

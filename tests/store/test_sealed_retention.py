@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -28,11 +29,13 @@ from facematch.store.sealed import (
     key_usage,
     load_transaction_images,
     new_hmac_secret,
+    open_reference_embedding,
     reseal_all,
     seal_bundle_hmac_secret,
+    seal_reference_embedding,
     store_transaction_images,
 )
-from facematch.store.vault import UnknownKeyError, new_key_spec, vault_from_specs
+from facematch.store.vault import UnknownKeyError, Vault, new_key_spec, vault_from_specs
 
 FIRST = b"\xff\xd8\xff\xe0" + os.urandom(3000)  # JPEG-like
 SECOND = b"\x89PNG\r\n\x1a\n" + os.urandom(2000)  # PNG-like
@@ -82,7 +85,19 @@ def session(engine: Engine) -> Iterator[Session]:
         session.rollback()
 
 
-def _transaction(session: Session, *, retention_days: int = 30, age_days: float = 0) -> Transaction:
+# Key of the reference descriptors the helper below stores; vaults that re-encrypt
+# everything (reseal_all) must hold it too.
+FIXTURE_SPEC = new_key_spec("fixture")
+DESCRIPTOR = np.arange(128, dtype=np.float32).tobytes()
+
+
+def _transaction(
+    session: Session,
+    *,
+    retention_days: int = 30,
+    age_days: float = 0,
+    descriptor_vault: Vault | None = None,
+) -> Transaction:
     organisation = repository.create_organisation(session, name=f"org-{uuid.uuid4().hex[:8]}")
     user = repository.create_user(
         session, organisation=organisation, username=f"u-{uuid.uuid4().hex[:8]}", password="pw"
@@ -107,10 +122,12 @@ def _transaction(session: Session, *, retention_days: int = 30, age_days: float 
         confidence=0.97,
         first_box={"top": 1, "right": 2, "bottom": 3, "left": 4},
         reference_model_id="dlib-resnet-v1",
-        reference_embedding=b"\x00" * 512,
         created_at=utcnow() - timedelta(days=age_days),
     )
     session.add(transaction)
+    session.flush()
+    vault = descriptor_vault or vault_from_specs([FIXTURE_SPEC])
+    transaction.reference_embedding = seal_reference_embedding(vault, transaction.id, DESCRIPTOR)
     session.flush()
     return transaction
 
@@ -141,7 +158,7 @@ def test_images_are_stored_encrypted_and_read_back(session: Session) -> None:
 
 def test_rotation_keeps_images_readable_then_reseal_moves_them(session: Session) -> None:
     old_spec, new_spec = new_key_spec("old"), new_key_spec("new")
-    transaction = _transaction(session)
+    transaction = _transaction(session, descriptor_vault=vault_from_specs([old_spec]))
     store_transaction_images(
         session,
         vault_from_specs([old_spec]),
@@ -149,16 +166,22 @@ def test_rotation_keeps_images_readable_then_reseal_moves_them(session: Session)
         images={"first": FIRST},
     )
     session.flush()
-    rotated = vault_from_specs([new_spec, old_spec])
+    rotated = vault_from_specs([new_spec, old_spec, FIXTURE_SPEC])
     images = load_transaction_images(session, rotated, transaction_id=transaction.id)
     assert images[0].data == FIRST
-    assert key_usage(session).get("old", 0) >= 1
+    assert key_usage(session).get("old", 0) == 2  # the image and the reference descriptor
 
-    assert reseal_all(session, rotated) >= 1
+    assert reseal_all(session, rotated) >= 2
     assert "old" not in key_usage(session)
     only_new = vault_from_specs([new_spec])
     assert (
         load_transaction_images(session, only_new, transaction_id=transaction.id)[0].data == FIRST
+    )
+    session.refresh(transaction)
+    assert transaction.reference_embedding is not None
+    assert (
+        open_reference_embedding(only_new, transaction.id, transaction.reference_embedding)
+        == DESCRIPTOR
     )
     with pytest.raises(UnknownKeyError):
         load_transaction_images(
@@ -178,7 +201,7 @@ def test_bundle_hmac_secret_is_sealed_and_survives_key_rotation(session: Session
         text("SELECT hmac_secret_ciphertext FROM bundles WHERE id = :b"), {"b": bundle.id}
     ).scalar_one()
     assert secret.encode() not in bytes(stored)
-    rotated = vault_from_specs([new_spec, old_spec])
+    rotated = vault_from_specs([new_spec, old_spec, FIXTURE_SPEC])
     assert bundle_hmac_secret(rotated, bundle) == secret
     reseal_all(session, rotated)
     assert bundle_hmac_secret(vault_from_specs([new_spec]), bundle) == secret

@@ -106,7 +106,8 @@ def new_image_key(key_id: str | None) -> None:
 @click.command("rotate-keys")
 @click.pass_obj
 def rotate_keys(admin_ctx: Any) -> None:
-    """Re-encrypt stored images and HMAC secrets under the first FACEMATCH_IMAGE_KEYS key."""
+    """Re-encrypt stored images, reference descriptors and HMAC secrets under the first
+    FACEMATCH_IMAGE_KEYS key."""
     from facematch.store.sealed import key_usage, reseal_all
     from facematch.store.vault import VaultError
 
@@ -118,8 +119,8 @@ def rotate_keys(admin_ctx: Any) -> None:
             raise click.ClickException(f"cannot re-encrypt: {exc}") from exc
         usage = key_usage(session)
     click.echo(f"re-encrypted {count} item(s) under key {vault.primary_key_id!r}")
-    for key_id, images in sorted(usage.items()):
-        click.echo(f"  {key_id}: {images} image(s)")
+    for key_id, items in sorted(usage.items()):
+        click.echo(f"  {key_id}: {items} image(s) and reference descriptor(s)")
 
 
 @click.command("hmac-secret")

@@ -14,9 +14,10 @@ One call, step by step (the token's trial was already taken by ``CurrentToken``)
    descriptor, or ``error`` with the catalogue code.
 
 The reference face is the ID-document side, ``second_img``: its 128-d
-descriptor (float32 bytes) and the model id are stored with a successful
-transaction; a reference-variant transaction copies its reference on, so chains
-of re-verifications keep working.
+descriptor (float32 bytes, encrypted under the image keys: it is biometric
+data) and the model id are stored with a successful transaction; a
+reference-variant transaction copies its reference on (re-encrypted for its
+own row), so chains of re-verifications keep working.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from facematch.service.transactions import record_images
 from facematch.service.workpool import BoundPool, DeadlineExceeded, Overloaded
 from facematch.store import repository
 from facematch.store.models import FACE_MATCH, Bundle, Transaction
-from facematch.store.vault import Vault
+from facematch.store.sealed import open_reference_embedding, seal_reference_embedding
+from facematch.store.vault import Vault, VaultError
 
 if TYPE_CHECKING:
     from facematch.engine.matcher import FaceMatcher
@@ -94,6 +96,7 @@ def _open_transaction(
     auth: AuthContext,
     bundle: Bundle,
     reference_id: str | None,
+    vault: Vault,
     store_images: Callable[[str], None] | None = None,
 ) -> tuple[Transaction, Reference | None]:
     """Quota, the pending row and (``store_images``) the encrypted images, in one
@@ -130,7 +133,14 @@ def _open_transaction(
                 trials_remaining=auth.trials_remaining,
             )
         transaction.reference_transaction_id = found.id
-        reference = Reference(found.id, found.reference_model_id, found.reference_embedding)
+        try:
+            embedding = open_reference_embedding(vault, found.id, found.reference_embedding)
+        except VaultError as exc:
+            logger.error("reference descriptor unreadable", exc_info=exc)
+            raise ApiError(
+                "stored_data_unreadable", lang=auth.lang, trials_remaining=auth.trials_remaining
+            ) from exc
+        reference = Reference(found.id, found.reference_model_id, embedding)
     if store_images is not None:
         store_images(transaction.id)
     session.commit()
@@ -153,6 +163,7 @@ def _record_error(
 def _record_success(
     session: Session,
     *,
+    vault: Vault,
     transaction_id: str,
     result: MatchResult,
     confidence: float,
@@ -166,6 +177,8 @@ def _record_success(
         embedding = np.asarray(result.second.embedding, dtype=np.float32).tobytes()
     else:
         model_id, embedding = None, None
+    if embedding is not None:
+        embedding = seal_reference_embedding(vault, transaction_id, embedding)
     repository.finish_transaction(
         session,
         transaction_id=transaction_id,
@@ -197,23 +210,22 @@ async def run_face_match(
     matcher: FaceMatcher,
     pool: BoundPool,
     request_id: str,
-    vault: Vault | None = None,
+    vault: Vault,
     max_image_bytes: int = 5 * 1024 * 1024,
 ) -> FaceMatchResponse:
     request = parse_fields(fields, auth)
-    store_images = None
-    if vault is not None:
+
+    def store_images(transaction_id: str) -> None:
         # Encrypted copies for fetch-images (docs/transactions.md), kept before the
         # engine runs so that failed calls keep their images for audit too.
-        def store_images(transaction_id: str) -> None:
-            record_images(
-                session,
-                vault,
-                transaction_id=transaction_id,
-                bundle=bundle,
-                images={"first": request.first_img, "second": request.second_img},
-                max_bytes=max_image_bytes,
-            )
+        record_images(
+            session,
+            vault,
+            transaction_id=transaction_id,
+            bundle=bundle,
+            images={"first": request.first_img, "second": request.second_img},
+            max_bytes=max_image_bytes,
+        )
 
     transaction, reference = await run_in_threadpool(
         lambda: _open_transaction(
@@ -221,6 +233,7 @@ async def run_face_match(
             auth=auth,
             bundle=bundle,
             reference_id=request.transaction_id,
+            vault=vault,
             store_images=store_images,
         )
     )
@@ -312,6 +325,7 @@ async def run_face_match(
     await run_in_threadpool(
         lambda: _record_success(
             session,
+            vault=vault,
             transaction_id=transaction.id,
             result=result,
             confidence=confidence,

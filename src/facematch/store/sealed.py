@@ -1,4 +1,5 @@
-"""Sealed (encrypted-at-rest) data of the store: transaction images and bundle HMAC secrets.
+"""Sealed (encrypted-at-rest) data of the store: transaction images, reference face
+descriptors and bundle HMAC secrets.
 
 Everything here goes through a :class:`~facematch.store.vault.Vault`; the
 context strings bind each ciphertext to the row it belongs to, so ciphertexts
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from facematch.store.models import Bundle, TransactionImage
+from facematch.store.models import Bundle, Transaction, TransactionImage
 from facematch.store.vault import Vault, key_id_of
 
 IMAGE_ROLES = ("first", "second")
@@ -52,6 +53,24 @@ def sniff_content_type(data: bytes) -> str:
 
 def image_context(transaction_id: str, role: str) -> str:
     return f"image:{transaction_id}:{role}"
+
+
+def reference_context(transaction_id: str) -> str:
+    return f"reference-face:{transaction_id}"
+
+
+def seal_reference_embedding(vault: Vault, transaction_id: str, embedding: bytes) -> bytes:
+    """The reference face's descriptor (float32 bytes) encrypted for ``transaction_id``'s row.
+
+    A descriptor is biometric data: it identifies the person as well as the photo
+    does, so it is kept under the same keys as the images.
+    """
+    return vault.seal(embedding, context=reference_context(transaction_id))
+
+
+def open_reference_embedding(vault: Vault, transaction_id: str, blob: bytes) -> bytes:
+    """The descriptor stored on ``transaction_id``'s row, decrypted."""
+    return vault.open(blob, context=reference_context(transaction_id))
 
 
 def store_transaction_images(
@@ -144,7 +163,8 @@ def rotate_bundle_hmac_secret(vault: Vault, bundle: Bundle) -> str:
 
 
 def reseal_all(session: Session, vault: Vault, *, batch_size: int = 200) -> int:
-    """Re-encrypt every image and HMAC secret not under the primary key; returns the count.
+    """Re-encrypt every image, reference descriptor and HMAC secret not under the primary
+    key; returns the count.
 
     Runs in batches so a large table never sits in memory at once; the caller
     commits (each batch is flushed).
@@ -164,6 +184,7 @@ def reseal_all(session: Session, vault: Vault, *, batch_size: int = 200) -> int:
             row.key_id = key_id_of(row.ciphertext)
         session.flush()
         count += len(rows)
+    count += _reseal_reference_embeddings(session, vault, batch_size=batch_size)
     for bundle in session.scalars(select(Bundle).where(Bundle.hmac_secret_ciphertext.is_not(None))):
         blob = bundle.hmac_secret_ciphertext
         if blob is not None and vault.needs_reseal(blob):
@@ -173,9 +194,48 @@ def reseal_all(session: Session, vault: Vault, *, batch_size: int = 200) -> int:
     return count
 
 
+def _reference_rows(session: Session, *, batch_size: int):  # type: ignore[no-untyped-def]
+    """(id, sealed descriptor) of every transaction holding one, in id order, by batches."""
+    last_id = ""
+    while True:
+        rows = session.execute(
+            select(Transaction.id, Transaction.reference_embedding)
+            .where(Transaction.reference_embedding.is_not(None), Transaction.id > last_id)
+            .order_by(Transaction.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+
+
+def _reseal_reference_embeddings(session: Session, vault: Vault, *, batch_size: int) -> int:
+    stale = [
+        (row.id, row.reference_embedding)
+        for row in _reference_rows(session, batch_size=batch_size)
+        if vault.needs_reseal(row.reference_embedding)
+    ]
+    for transaction_id, blob in stale:
+        session.execute(
+            update(Transaction)
+            .where(Transaction.id == transaction_id)
+            .values(
+                reference_embedding=vault.reseal(blob, context=reference_context(transaction_id))
+            )
+        )
+    session.flush()
+    return len(stale)
+
+
 def key_usage(session: Session) -> dict[str, int]:
-    """How many stored images each key id encrypts (to know when an old key can go)."""
+    """How many stored images and reference descriptors each key id encrypts (to know
+    when an old key can go)."""
     rows = session.execute(
         select(TransactionImage.key_id, func.count()).group_by(TransactionImage.key_id)
     ).all()
-    return {key_id: int(count) for key_id, count in rows}
+    usage = {key_id: int(count) for key_id, count in rows}
+    for row in _reference_rows(session, batch_size=1000):
+        key_id = key_id_of(row.reference_embedding)
+        usage[key_id] = usage.get(key_id, 0) + 1
+    return usage
