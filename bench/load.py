@@ -595,8 +595,13 @@ async def find_max_rate(
         )
         out.append(report)
         print(report.text(), flush=True)
-        # Keeping up: the last request's answer arrived within 1 s of the step end.
-        kept_up = report.latency_ok_ms and report.latency_ok_ms["p99"] < 1000
+        # Keeping up: answers came back at (nearly) the offered rate and no
+        # queue built up (p99 under 1 s; a growing queue shows up in both).
+        kept_up = (
+            report.latency_ok_ms
+            and report.latency_ok_ms["p99"] < 1000
+            and report.throughput_ok >= 0.97 * rate
+        )
         if report.errors or not kept_up:
             return best
         best = rate
