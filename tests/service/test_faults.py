@@ -32,6 +32,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from facematch.service.errors import CATALOGUE
+from facematch.store.vault import new_key_spec
 from tests.conftest import lfw_image
 from tests.service.live_server import LiveServer, ledger, provision, token_from
 from tests.service.tcp_proxy import TcpProxy
@@ -181,18 +182,23 @@ def test_token_from_one_server_works_on_another_and_trials_hold_across_both(
 ) -> None:
     client = provision(postgres_url, quota=None, token_trials=3)
     body = _body(pair, client.bundle_key)
+    # Hosts of one deployment share the database and the image keys (docs/operations.md):
+    # each may be the first to seal the bundle's HMAC secret that all of them sign with.
+    keys = new_key_spec("shared")
     with (
         LiveServer(
             database_url=postgres_url,
             data_dir=tmp_path / "a",
             workers=1,
             log_path=tmp_path / "a.log",
+            FACEMATCH_IMAGE_KEYS=keys,
         ) as first,
         LiveServer(
             database_url=postgres_url,
             data_dir=tmp_path / "b",
             workers=1,
             log_path=tmp_path / "b.log",
+            FACEMATCH_IMAGE_KEYS=keys,
         ) as second,
     ):
         token = token_from(first.url, client)

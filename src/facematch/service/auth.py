@@ -109,13 +109,19 @@ class AuthContext:
     lang: str
 
 
-def current_token(request: Request, session: SessionDep, body: ServiceBodyDep) -> AuthContext:
+def presented_token(request: Request, session: Session, *, lang: str) -> AccessToken:
+    """The request's access token; 403 when it is missing, unknown or revoked."""
     presented = bearer_token(request)
     if presented is None:
-        raise ApiError("token_missing", lang=body.lang)
+        raise ApiError("token_missing", lang=lang)
     token = repository.find_token(session, access_token=presented)
     if token is None or token.revoked_at is not None:
-        raise ApiError("token_invalid", lang=body.lang)
+        raise ApiError("token_invalid", lang=lang)
+    return token
+
+
+def current_token(request: Request, session: SessionDep, body: ServiceBodyDep) -> AuthContext:
+    token = presented_token(request, session, lang=body.lang)
     now = utcnow()
     remaining = repository.consume_trial(session, token_id=token.id, now=now)
     session.commit()

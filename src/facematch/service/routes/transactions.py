@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from facematch.service import transactions
-from facematch.service.auth import ServiceBodyDep, SessionDep, bearer_token
+from facematch.service.auth import ServiceBodyDep, SessionDep, presented_token
 from facematch.service.client_crypto import encrypt_json_for_client
 from facematch.service.errors import ApiError
 from facematch.store import repository
@@ -41,12 +41,7 @@ class ReadAccess:
 
 
 def read_access(request: Request, session: SessionDep, body: ServiceBodyDep) -> ReadAccess:
-    presented = bearer_token(request)
-    if presented is None:
-        raise ApiError("token_missing", lang=body.lang)
-    token = repository.find_token(session, access_token=presented)
-    if token is None or token.revoked_at is not None:
-        raise ApiError("token_invalid", lang=body.lang)
+    token = presented_token(request, session, lang=body.lang)
     if token.expires_at <= utcnow():
         raise ApiError("token_expired", lang=body.lang)
     key = body.data.get("bundle_key")
