@@ -89,6 +89,28 @@ def reencode_640x480(path: Path, *, quality: int = 90) -> bytes:
     return out.getvalue()
 
 
+def engine_baseline_ms(pairs: list[tuple[str, str]], *, count: int = 10, repeats: int = 3) -> float:
+    """Median ms of one in-process ``FaceMatcher.match`` (one thread) on the first pairs.
+
+    The machine this runs on is a shared VM whose speed drifts by tens of percent
+    over minutes; this baseline, taken in the harness process just before and
+    after the load, says how fast the machine was, so that runs can be compared
+    (throughput × baseline is what should stay constant).
+    """
+    from facematch.engine.matcher import FaceMatcher
+
+    matcher = FaceMatcher()
+    sample = pairs[:count]
+    matcher.match(*sample[0])  # warm-up
+    times = []
+    for _ in range(repeats):
+        for first, second in sample:
+            started = time.perf_counter()
+            matcher.match(first, second)
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
 def load_pairs(lfw_root: Path, count: int) -> tuple[list[tuple[str, str]], int]:
     """``count`` DevTest pairs (same and different people, alternating) as base64 JPEGs.
 
@@ -612,6 +634,9 @@ async def main_async(args: argparse.Namespace) -> int:
     server: Server | None = None
     reports: list[RunReport] = []
     started = time.monotonic()
+    baseline_before: float | None = None
+    baseline_after: float | None = None
+    pairs: list[tuple[str, str]] = []
     try:
         # The pairs first: choosing them runs the engine here, before the server competes for CPU.
         cache = Path(args.pairs_cache) if args.pairs_cache else None
@@ -642,6 +667,8 @@ async def main_async(args: argparse.Namespace) -> int:
             )
             env = server.env
             url = server.url
+        baseline_before = engine_baseline_ms(pairs)
+        print(f"engine baseline before: {baseline_before:.1f} ms per match", flush=True)
         client = bootstrap_client(env, trials=10_000_000, lifetime_s=3600)
         if server is not None:
             server.start()
@@ -694,6 +721,13 @@ async def main_async(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
+        if baseline_before is not None:
+            baseline_after = engine_baseline_ms(pairs)
+            print(
+                f"engine baseline: {baseline_before:.1f} ms per match before the load, "
+                f"{baseline_after:.1f} ms after",
+                flush=True,
+            )
         if reports:
             print(markdown_table(reports), flush=True)
         if args.json:
@@ -703,6 +737,7 @@ async def main_async(args: argparse.Namespace) -> int:
                         "workers": args.workers,
                         "cpu_count": os.cpu_count(),
                         "load_average_at_start": args.load_at_start,
+                        "engine_baseline_ms": [baseline_before, baseline_after],
                         "server_env": args.server_env,
                         "runs": [asdict(r) for r in reports],
                     },
