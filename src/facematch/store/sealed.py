@@ -211,21 +211,23 @@ def _reference_rows(session: Session, *, batch_size: int):  # type: ignore[no-un
 
 
 def _reseal_reference_embeddings(session: Session, vault: Vault, *, batch_size: int) -> int:
-    stale = [
-        (row.id, row.reference_embedding)
-        for row in _reference_rows(session, batch_size=batch_size)
-        if vault.needs_reseal(row.reference_embedding)
-    ]
-    for transaction_id, blob in stale:
+    # Row by row as the batches come: only one batch is ever in memory.
+    count = 0
+    for row in _reference_rows(session, batch_size=batch_size):
+        if not vault.needs_reseal(row.reference_embedding):
+            continue
         session.execute(
             update(Transaction)
-            .where(Transaction.id == transaction_id)
+            .where(Transaction.id == row.id)
             .values(
-                reference_embedding=vault.reseal(blob, context=reference_context(transaction_id))
+                reference_embedding=vault.reseal(
+                    row.reference_embedding, context=reference_context(row.id)
+                )
             )
         )
+        count += 1
     session.flush()
-    return len(stale)
+    return count
 
 
 def key_usage(session: Session) -> dict[str, int]:
