@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from facematch.engine.images import decode_base64
 from facematch.service.client_crypto import encrypt_json_for_client
 from facematch.service.signing import canonical_json, hmac_hex
-from facematch.service.transactions import fetch_images, store_call_images
+from facematch.service.transactions import fetch_images, record_images
 from facematch.store import db, repository
 from facematch.store.models import Transaction
 from facematch.store.vault import new_key_spec, vault_from_specs
@@ -105,15 +105,15 @@ def main() -> None:
                     )
                     session.add(transaction)
                     session.flush()
-                    store_call_images(
+                    record_images(
                         session,
                         vault,
                         transaction_id=transaction.id,
                         bundle=session.get(type(bundle), ids[2]),
-                        first_img=text,
-                        second_img=text,
+                        images={"first": text, "second": text},
                         max_bytes=MAX_BYTES,
                     )
+                    session.commit()
                     last[:] = [transaction.id]
 
             stored = _median_ms(store, args.repeats)

@@ -242,28 +242,6 @@ def record_images(
     return list(decoded)
 
 
-def store_call_images(
-    session: Session,
-    vault: Vault,
-    *,
-    transaction_id: str,
-    bundle: Bundle,
-    first_img: str,
-    second_img: str | None,
-    max_bytes: int,
-) -> None:
-    """:func:`record_images` for one face-match call, committed."""
-    record_images(
-        session,
-        vault,
-        transaction_id=transaction_id,
-        bundle=bundle,
-        images={"first": first_img, "second": second_img},
-        max_bytes=max_bytes,
-    )
-    session.commit()
-
-
 def signed_for_bundle(
     session: Session, vault: Vault, bundle: Bundle, content: Any, *, lang: str
 ) -> Response:
