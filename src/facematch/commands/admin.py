@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from facematch.commands.options import bundle_id_option
 from facematch.commands.transactions import COMMANDS as TRANSACTION_COMMANDS
 
 if TYPE_CHECKING:
@@ -240,13 +241,7 @@ def create_bundle(
 
 @admin.command("create-app")
 @ORG_OPTION
-@click.option(
-    "--bundle-id",
-    type=int,
-    required=True,
-    envvar="FACEMATCH_ADMIN_BUNDLE_ID",
-    help="Bundle whose trials/lifetime the app's tokens get.",
-)
+@bundle_id_option("Bundle whose trials/lifetime the app's tokens get.")
 @click.option(
     "--name",
     default="default",
@@ -349,13 +344,7 @@ def list_command(
 
 
 @admin.command("recharge")
-@click.option(
-    "--bundle-id",
-    type=int,
-    required=True,
-    envvar="FACEMATCH_ADMIN_BUNDLE_ID",
-    help="The bundle to recharge.",
-)
+@bundle_id_option("The bundle to recharge.")
 @click.option(
     "--add",
     type=click.IntRange(min=1),
@@ -437,13 +426,7 @@ def revoke_tokens(
 
 
 @admin.command("rotate-bundle-key")
-@click.option(
-    "--bundle-id",
-    type=int,
-    required=True,
-    envvar="FACEMATCH_ADMIN_BUNDLE_ID",
-    help="The bundle whose key to replace.",
-)
+@bundle_id_option("The bundle whose key to replace.")
 @JSON_OPTION
 @pass_admin
 def rotate_bundle_key(admin_ctx: AdminContext, bundle_id: int, as_json: bool) -> None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from facematch.commands.options import bundle_id_option
+
 if TYPE_CHECKING:
     from facematch.store.vault import Vault
 
@@ -124,13 +126,7 @@ def rotate_keys(admin_ctx: Any) -> None:
 
 
 @click.command("hmac-secret")
-@click.option(
-    "--bundle-id",
-    required=True,
-    type=int,
-    envvar="FACEMATCH_ADMIN_BUNDLE_ID",
-    help="Id of the bundle.",
-)
+@bundle_id_option("Id of the bundle.")
 @click.option(
     "--rotate",
     is_flag=True,
