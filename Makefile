@@ -29,10 +29,9 @@ PG_DEFAULT_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 test: install lint  ## lint, then the whole test suite
 	@if [ -z "$${FACEMATCH_TEST_POSTGRES_URL+set}" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
 		echo "make test: PostgreSQL answers on 127.0.0.1:5432; its tests use $(PG_DEFAULT_URL)"; \
-		FACEMATCH_TEST_POSTGRES_URL=$(PG_DEFAULT_URL) $(BIN)/pytest; \
-	else \
-		$(BIN)/pytest; \
-	fi
+		export FACEMATCH_TEST_POSTGRES_URL=$(PG_DEFAULT_URL); \
+	fi; \
+	$(BIN)/pytest
 
 bench: install
 	$(BIN)/python -m bench.stages
