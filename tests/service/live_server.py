@@ -20,6 +20,7 @@ from facematch.store.models import AccessToken, Bundle, Transaction
 from facematch.store.security import digest_secret
 
 START_TIMEOUT_S = 180.0
+TCP_ESTABLISHED = "01"  # state column of /proc/net/tcp
 # The console script installed beside this interpreter (same virtual environment).
 FACEMATCH_CLI = str(Path(sys.executable).parent / "facematch")
 
@@ -121,6 +122,35 @@ class LiveServer:
             if int(fields[1]) == self.process.pid and b"resource_tracker" not in cmdline:
                 pids.append(int(stat.parent.name))
         return sorted(pids)
+
+    def connections_by_worker(self) -> dict[int, int]:
+        """Per worker pid, how many accepted client connections on our port it holds.
+
+        The workers share one listening socket and each accepts greedily, so
+        which worker holds a burst's connections is up to the scheduler; tests
+        that must hit requests in flight ask here instead of guessing.
+        """
+        established = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                rows = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                fields = row.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == self.port and fields[3] == TCP_ESTABLISHED:
+                    established.add(f"socket:[{fields[9]}]")
+        held = {}
+        for pid in self.worker_pids():
+            count = 0
+            for fd in Path(f"/proc/{pid}/fd").glob("*"):
+                try:
+                    count += os.readlink(fd) in established
+                except OSError:
+                    continue
+            held[pid] = count
+        return held
 
 
 @dataclass(frozen=True)

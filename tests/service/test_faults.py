@@ -123,23 +123,29 @@ def test_sigkill_one_worker_mid_load(
         log_path=tmp_path / "server.log",
     ) as server:
         token = token_from(server.url, client)
-        victim, survivor = server.worker_pids()
+        workers = server.worker_pids()
+        assert len(workers) == 2
 
-        async def load() -> tuple[list[tuple[int, dict]], list[tuple[int, dict]]]:
+        async def load() -> tuple[int, list[tuple[int, dict]], list[tuple[int, dict]]]:
             async with httpx.AsyncClient(timeout=120) as http:
                 tasks = [
                     asyncio.create_task(_post(http, server.url, body, token)) for _ in range(24)
                 ]
-                # Kill as soon as the first answers: the rest are queued or running.
+                # Kill as soon as the first answers, the worker holding the most
+                # connections: its requests are then queued or running.
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                held = server.connections_by_worker()
+                victim = max(held, key=held.__getitem__)
+                assert held[victim] >= 1, held
                 os.kill(victim, signal.SIGKILL)
                 during = await asyncio.gather(*tasks)
             # New connections after the kill all land on live workers.
             async with httpx.AsyncClient(timeout=120) as http:
                 after = [await _post(http, server.url, body, token) for _ in range(6)]
-            return during, after
+            return victim, during, after
 
-        during, after = asyncio.run(load())
+        victim, during, after = asyncio.run(load())
+        (survivor,) = set(workers) - {victim}
         # uvicorn replaces the dead worker, which becomes ready in turn.
         server.wait_ready(workers=3)
         assert victim not in server.worker_pids()
