@@ -385,6 +385,9 @@ class Sample:
     latency_s: float  # scheduled send → full response (or failure)
     status: int  # HTTP status; 0 = transport error or client-side timeout
     error_code: int | None = None
+    # Scheduled send → the harness's task actually starting: the load client's own
+    # delay (it shares the cores), included in latency_s as open-loop timing requires.
+    start_lag_s: float = 0.0
 
 
 @dataclass
@@ -403,6 +406,7 @@ class RunReport:
     # CPU time per request sent, to see where the machine's cores go.
     server_cpu_ms_per_request: float | None = None
     client_cpu_ms_per_request: float | None = None
+    client_start_lag_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def errors(self) -> int:
@@ -431,6 +435,12 @@ class RunReport:
             lines.append(
                 f"   CPU per request: server {self.server_cpu_ms_per_request:.1f} ms, "
                 f"load client {self.client_cpu_ms_per_request:.1f} ms"
+            )
+        lag = self.client_start_lag_ms
+        if lag:
+            lines.append(
+                f"   load client start lag ms p50 {lag['p50']:.1f}  p99 {lag['p99']:.1f}  "
+                f"max {lag['max']:.1f} (part of every latency above)"
             )
         for pid, values in self.rss_mb.items():
             lines.append(
@@ -510,6 +520,7 @@ class Driver:
         self, http: httpx.AsyncClient, body: bytes, scheduled: float, start: float, timeout_s: float
     ) -> Sample:
         status, code = 0, None
+        start_lag = time.monotonic() - scheduled
         try:
             response = await http.post(
                 f"{self.url}{MATCH_PATH}",
@@ -528,7 +539,7 @@ class Driver:
                     code = None
         except httpx.HTTPError:
             status = 0
-        return Sample(scheduled - start, time.monotonic() - scheduled, status, code)
+        return Sample(scheduled - start, time.monotonic() - scheduled, status, code, start_lag)
 
     async def run(
         self,
@@ -598,6 +609,7 @@ class Driver:
             rss_samples=rss_samples,
             server_cpu_ms_per_request=1000 * server_cpu / count if self.cpu_pids else None,
             client_cpu_ms_per_request=1000 * client_cpu / count,
+            client_start_lag_ms=_percentiles([s.start_lag_s for s in samples]),
         )
 
 

@@ -288,8 +288,10 @@ def worker_app() -> FastAPI:
     """
     from facematch.service.app import create_app
     from facematch.service.logging import configure_logging
+    from facematch.service.malloc_arenas import limit_malloc_arenas
     from facematch.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, json_format=settings.log_format == "json")
+    limit_malloc_arenas()  # before any worker thread exists (module docstring)
     return create_app(settings)
