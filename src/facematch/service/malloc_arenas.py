@@ -4,11 +4,11 @@ glibc gives threads that allocate concurrently their own malloc arena (up to
 8 per core). A worker's engine threads, the anyio threads running database
 calls and the event loop each churn through megabytes per request (decoded
 images, HOG pyramids, a 130 KB JSON body), and memory freed in one arena is
-not reused by the others: measured on a 5-minute soak at 24 matches/s, RSS per
-worker still grew 9–13 MiB after the first 10 s with glibc's default and
-1.8–5.9 MiB with two arenas, flat for the last two minutes, with no change in
-CPU per request (docs/performance.md). ``MALLOC_ARENA_MAX`` in the
-environment, glibc's own knob, wins over this default.
+not reused by the others. Measured on 5-minute soaks at 24 matches/s on fresh
+servers: RSS per worker grew 9–13 MiB after the first 10 s with glibc's
+default and 5–8 MiB with this cap, at ~30 MiB lower RSS and the same CPU per
+request (docs/performance.md). ``MALLOC_ARENA_MAX`` in the environment,
+glibc's own knob, wins over this default.
 """
 
 from __future__ import annotations
@@ -48,6 +48,6 @@ def limit_malloc_arenas(count: int = WORKER_MALLOC_ARENAS) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     applied = mallopt(_M_ARENA_MAX, count) == 1
-    if not applied:
-        logger.warning("could not limit malloc arenas to %d", count)
+    if not applied:  # e.g. musl's mallopt, which accepts nothing
+        logger.info("malloc arenas not limited: the C library refused M_ARENA_MAX")
     return applied
