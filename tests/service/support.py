@@ -113,8 +113,11 @@ class StubMatcher:
     release: threading.Event = field(default_factory=threading.Event)
     entered: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
-    def _run(self, first: str) -> MatchResult:
-        instruction = base64.b64decode(first).decode(errors="replace")
+    def _run(self, first: bytes | str) -> MatchResult:
+        # Like FaceMatcher: bytes are the image itself (the service passes the bytes
+        # it decoded to store them), text is its base64.
+        raw = first if isinstance(first, bytes) else base64.b64decode(first)
+        instruction = raw.decode(errors="replace")
         if instruction.startswith("raise:"):
             name = instruction.removeprefix("raise:")
             if name == "RuntimeError":
@@ -142,10 +145,10 @@ class StubMatcher:
             second=observation,
         )
 
-    def match(self, first: str, second: str) -> MatchResult:
+    def match(self, first: bytes | str, second: bytes | str) -> MatchResult:
         return self._run(first)
 
     def match_reference(
-        self, image: str, reference_embedding: np.ndarray, reference_model_id: str
+        self, image: bytes | str, reference_embedding: np.ndarray, reference_model_id: str
     ) -> MatchResult:
         return self._run(image)

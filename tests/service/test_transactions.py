@@ -318,6 +318,33 @@ def test_bundle_without_image_storage(client: TestClient, faces: dict[str, str])
     assert record["images_stored"] == []
 
 
+def test_engine_gets_the_bytes_decoded_for_storage(
+    client: TestClient, faces: dict[str, str], matcher: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each image's base64 is decoded once: the engine gets the bytes that were
+    stored; with storage off it gets the text and decodes it itself."""
+    seen: list[tuple[bytes | str, bytes | str]] = []
+    real_match = matcher.match
+
+    def spy(first: bytes | str, second: bytes | str) -> Any:
+        seen.append((first, second))
+        return real_match(first, second)
+
+    monkeypatch.setattr(matcher, "match", spy)
+    creds = provision(client)
+    token = issue_token(client, creds)
+    assert match(client, creds, token, faces["same_a"], faces["same_b"]).status_code == 200
+    with session_scope(_factory(client)) as session:
+        session.execute(
+            update(Bundle).where(Bundle.id == creds.bundle_id).values(store_images=False)
+        )
+    assert match(client, creds, token, faces["same_a"], faces["same_b"]).status_code == 200
+
+    stored_call, unstored_call = seen
+    assert stored_call == (base64.b64decode(faces["same_a"]), base64.b64decode(faces["same_b"]))
+    assert unstored_call == (faces["same_a"], faces["same_b"])
+
+
 # --- key rotation and retention --------------------------------------------------------------
 
 

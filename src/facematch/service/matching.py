@@ -214,17 +214,20 @@ async def run_face_match(
     max_image_bytes: int = 5 * 1024 * 1024,
 ) -> FaceMatchResponse:
     request = parse_fields(fields, auth)
+    stored: dict[str, bytes] = {}
 
     def store_images(transaction_id: str) -> None:
         # Encrypted copies for fetch-images (docs/transactions.md), kept before the
         # engine runs so that failed calls keep their images for audit too.
-        record_images(
-            session,
-            vault,
-            transaction_id=transaction_id,
-            bundle=bundle,
-            images={"first": request.first_img, "second": request.second_img},
-            max_bytes=max_image_bytes,
+        stored.update(
+            record_images(
+                session,
+                vault,
+                transaction_id=transaction_id,
+                bundle=bundle,
+                images={"first": request.first_img, "second": request.second_img},
+                max_bytes=max_image_bytes,
+            )
         )
 
     transaction, reference = await run_in_threadpool(
@@ -248,6 +251,11 @@ async def run_face_match(
             **extra,
         )
 
+    # The bytes decoded for storage go to the engine as they are (base64 of a
+    # 5 MiB image takes ~25 ms to decode); an image that was not stored or did not
+    # decode goes in as its text, so the engine decodes it and names it in its error.
+    first: bytes | str = stored.get("first", request.first_img)
+    second: bytes | str | None = stored.get("second", request.second_img)
     start = time.perf_counter()
 
     def elapsed_ms() -> float:
@@ -258,11 +266,9 @@ async def run_face_match(
             if reference.model_id != matcher.model_id:
                 raise fail(CATALOGUE["reference_model_mismatch"], field="transaction_id")
             embedding = np.frombuffer(reference.embedding, dtype=np.float32)
-            result = await pool.run(
-                matcher.match_reference, request.first_img, embedding, reference.model_id
-            )
+            result = await pool.run(matcher.match_reference, first, embedding, reference.model_id)
         else:
-            result = await pool.run(matcher.match, request.first_img, request.second_img)
+            result = await pool.run(matcher.match, first, second)
     except ApiError as exc:
         refused = exc.entry
         await run_in_threadpool(

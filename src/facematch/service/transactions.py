@@ -220,16 +220,17 @@ def record_images(
     bundle: Bundle,
     images: dict[str, str | None],
     max_bytes: int,
-) -> list[str]:
+) -> dict[str, bytes]:
     """Store the call's images (``{"first": base64, "second": base64 | None}``) encrypted.
 
     Nothing is stored when the bundle has image storage off. An image whose
     base64 cannot be decoded is skipped: there are no image bytes to keep, and
-    the engine reports the error to the client. Returns the roles stored; the
+    the engine reports the error to the client. Returns the decoded bytes of
+    the images stored, by role, so the caller need not decode them again; the
     caller commits.
     """
     if not bundle.store_images:
-        return []
+        return {}
     decoded: dict[str, bytes] = {}
     for role, encoded in images.items():
         if not encoded:
@@ -239,7 +240,7 @@ def record_images(
         except EngineError:
             continue
     store_transaction_images(session, vault, transaction_id=transaction_id, images=decoded)
-    return list(decoded)
+    return decoded
 
 
 def signed_for_bundle(
