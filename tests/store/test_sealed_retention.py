@@ -266,3 +266,47 @@ def _image_count(session: Session, transaction_id: str) -> int:
         text("SELECT COUNT(*) FROM transaction_images WHERE transaction_id = :t"),
         {"t": transaction_id},
     ).scalar_one()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def own_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A database of this test's own, for tests that move the schema up and down."""
+    if request.param == "sqlite":
+        engine = db.create_db_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        db.migrate(engine)
+        yield engine
+        engine.dispose()
+    else:
+        for engine in _postgres_engine():
+            db.migrate(engine)
+            yield engine
+
+
+def test_migration_0002_fills_reference_key_ids_from_the_sealed_descriptors(
+    own_engine: Engine,
+) -> None:
+    from alembic import command
+
+    factory = db.create_session_factory(own_engine)
+    with factory() as session:
+        old = _transaction(session, descriptor_vault=vault_from_specs([new_key_spec("k-old")]))
+        new = _transaction(session, descriptor_vault=vault_from_specs([new_key_spec("k-new")]))
+        plain = _transaction(session)
+        plain.reference_embedding = None
+        session.commit()
+        ids = {old.id: "k-old", new.id: "k-new", plain.id: None}
+
+    config = db._alembic_config(own_engine)
+    command.downgrade(config, "0001")  # as a database made before the column existed
+    with own_engine.connect() as connection:
+        columns = connection.execute(text("SELECT * FROM transactions")).keys()
+    assert "reference_key_id" not in columns
+    db.migrate(own_engine)
+
+    assert db.schema_revision(own_engine) == "0002"
+    with own_engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, reference_key_id FROM transactions"))
+        found = dict(rows.all())
+    assert found == ids
+    with factory() as session:
+        assert key_usage(session) == {"k-old": 1, "k-new": 1}

@@ -30,7 +30,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from facematch.store.vault import key_id_of
 
 # Stable constraint names so Alembic migrations are identical on every backend.
 NAMING_CONVENTION = {
@@ -193,10 +195,20 @@ class Transaction(Base):
     # that made it, so later calls can match against it without the image.
     reference_model_id: Mapped[str | None] = mapped_column(String(100))
     reference_embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Key the descriptor is sealed under (as for images), so that key usage and
+    # rotation are queries instead of a read of every sealed descriptor.
+    reference_key_id: Mapped[str | None] = mapped_column(String(100), index=True)
     reference_transaction_id: Mapped[str | None] = mapped_column(
         ForeignKey("transactions.id"), index=True
     )
     images_purged_at: Mapped[datetime | None] = mapped_column()
+
+    @validates("reference_embedding")
+    def _keep_reference_key_id(self, _key: str, sealed: bytes | None) -> bytes | None:
+        # Set through the ORM, the descriptor brings its key id along; the store's
+        # UPDATE statements (finish, reseal, purge) set both columns themselves.
+        self.reference_key_id = key_id_of(sealed) if sealed is not None else None
+        return sealed
 
 
 class TransactionImage(Base):

@@ -26,6 +26,7 @@ from facematch.store.models import (
     User,
     utcnow,
 )
+from facematch.store.vault import key_id_of
 
 # Verified when a username is unknown, so a wrong username costs as much time as
 # a wrong password (no user enumeration by timing).
@@ -393,6 +394,9 @@ def finish_transaction(
             second_box=second_box,
             reference_model_id=reference_model_id,
             reference_embedding=reference_embedding,
+            reference_key_id=(
+                key_id_of(reference_embedding) if reference_embedding is not None else None
+            ),
         )
     )
 

@@ -67,7 +67,7 @@ def purge_expired(
         session.execute(
             update(Transaction)
             .where(Transaction.id.in_(due))
-            .values(images_purged_at=now, reference_embedding=None),
+            .values(images_purged_at=now, reference_embedding=None, reference_key_id=None),
             execution_options={"synchronize_session": False},
         )
     return PurgeReport(transactions=transactions, images=images)

@@ -194,38 +194,33 @@ def reseal_all(session: Session, vault: Vault, *, batch_size: int = 200) -> int:
     return count
 
 
-def _reference_rows(session: Session, *, batch_size: int):  # type: ignore[no-untyped-def]
-    """(id, sealed descriptor) of every transaction holding one, in id order, by batches."""
+def _reseal_reference_embeddings(session: Session, vault: Vault, *, batch_size: int) -> int:
+    # By batches of the rows sealed under another key, in id order: only one batch
+    # is ever in memory, and rows already under the primary key are never read.
+    count = 0
     last_id = ""
     while True:
         rows = session.execute(
             select(Transaction.id, Transaction.reference_embedding)
-            .where(Transaction.reference_embedding.is_not(None), Transaction.id > last_id)
+            .where(
+                Transaction.reference_embedding.is_not(None),
+                Transaction.reference_key_id != vault.primary_key_id,
+                Transaction.id > last_id,
+            )
             .order_by(Transaction.id)
             .limit(batch_size)
         ).all()
         if not rows:
-            return
-        yield from rows
-        last_id = rows[-1].id
-
-
-def _reseal_reference_embeddings(session: Session, vault: Vault, *, batch_size: int) -> int:
-    # Row by row as the batches come: only one batch is ever in memory.
-    count = 0
-    for row in _reference_rows(session, batch_size=batch_size):
-        if not vault.needs_reseal(row.reference_embedding):
-            continue
-        session.execute(
-            update(Transaction)
-            .where(Transaction.id == row.id)
-            .values(
-                reference_embedding=vault.reseal(
-                    row.reference_embedding, context=reference_context(row.id)
-                )
+            break
+        for row in rows:
+            sealed = vault.reseal(row.reference_embedding, context=reference_context(row.id))
+            session.execute(
+                update(Transaction)
+                .where(Transaction.id == row.id)
+                .values(reference_embedding=sealed, reference_key_id=key_id_of(sealed))
             )
-        )
-        count += 1
+        count += len(rows)
+        last_id = rows[-1].id
     session.flush()
     return count
 
@@ -237,7 +232,11 @@ def key_usage(session: Session) -> dict[str, int]:
         select(TransactionImage.key_id, func.count()).group_by(TransactionImage.key_id)
     ).all()
     usage = {key_id: int(count) for key_id, count in rows}
-    for row in _reference_rows(session, batch_size=1000):
-        key_id = key_id_of(row.reference_embedding)
-        usage[key_id] = usage.get(key_id, 0) + 1
+    references = session.execute(
+        select(Transaction.reference_key_id, func.count())
+        .where(Transaction.reference_embedding.is_not(None))
+        .group_by(Transaction.reference_key_id)
+    ).all()
+    for key_id, count in references:
+        usage[key_id] = usage.get(key_id, 0) + int(count)
     return usage
