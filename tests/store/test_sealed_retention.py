@@ -65,9 +65,14 @@ def _postgres_engine() -> Iterator[Engine]:
 def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        path: Path = tmp_path_factory.mktemp("sealed") / "db.sqlite3"
-        engine = db.create_db_engine(f"sqlite:///{path}")
+    yield from _migrated_engine(request.param, tmp_path_factory.mktemp("sealed"))
+
+
+def _migrated_engine(backend: str, directory: Path) -> Iterator[Engine]:
+    """A migrated database: a SQLite file in ``directory``, or a PostgreSQL database
+    of its own (dropped afterwards)."""
+    if backend == "sqlite":
+        engine = db.create_db_engine(f"sqlite:///{directory / 'db.sqlite3'}")
         db.migrate(engine)
         yield engine
         engine.dispose()
@@ -271,15 +276,7 @@ def _image_count(session: Session, transaction_id: str) -> int:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def own_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database of this test's own, for tests that move the schema up and down."""
-    if request.param == "sqlite":
-        engine = db.create_db_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-        db.migrate(engine)
-        yield engine
-        engine.dispose()
-    else:
-        for engine in _postgres_engine():
-            db.migrate(engine)
-            yield engine
+    yield from _migrated_engine(request.param, tmp_path)
 
 
 def test_migration_0002_fills_reference_key_ids_from_the_sealed_descriptors(
