@@ -117,8 +117,9 @@ def decode_base64(text: str | bytes, *, max_bytes: int) -> bytes:
     alphabet, wrong padding or an empty payload raises
     :class:`InvalidBase64Error`. Padding may be left out altogether (many
     clients strip it); when present it must be complete. The URL-safe alphabet
-    (``-``/``_``) is accepted when used consistently. Text that would decode to more than ``max_bytes``
-    raises :class:`ImageTooLargeError` before it is decoded.
+    (``-``/``_``) is accepted when used consistently. Text that would decode to
+    more than ``max_bytes`` raises :class:`ImageTooLargeError` before it is
+    decoded.
     """
     if max_bytes <= 0:
         raise ValueError("max_bytes must be positive")
