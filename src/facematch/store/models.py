@@ -5,8 +5,10 @@ by the HTTP layer directly (see :mod:`facematch.service.schemas`).
 
 Ownership: an ``Organisation`` (a client company) owns users, bundles and OAuth
 applications. Each application belongs to one bundle: tokens issued through it
-take their trials and lifetime from that bundle, and a service call's
-``bundle_key`` must be the key of that same bundle.
+record that bundle (``AccessToken.bundle_id``) and take their trials and
+lifetime from it, and a service call's ``bundle_key`` must be the key of that
+same bundle (enforced in :func:`facematch.service.auth.resolve_bundle`): a
+token never spends the quota of another bundle, even one of its organisation.
 """
 
 from __future__ import annotations
