@@ -3,8 +3,9 @@
 Both read back data of earlier transactions, so they are not services: they
 take no trial from the access token and create no transaction. They need a
 live (unexpired, unrevoked) bearer token and the ``bundle_key`` of the token's
-own bundle (the rule of :func:`facematch.service.auth.resolve_bundle`). The answer is ``{"key", "data"}`` encrypted for the organisation's
-registered RSA key (docs/transactions.md), signed with the bundle's ``hmac``.
+own bundle (the rule of :func:`facematch.service.auth.resolve_bundle`). The
+answer is ``{"key", "data"}`` encrypted for the organisation's registered RSA
+key (docs/transactions.md), signed with the bundle's ``hmac``.
 """
 
 from __future__ import annotations
