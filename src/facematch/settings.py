@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderName = Literal["onnx", "dlib"]
 
+# Longest access-token lifetime a bundle may set (1 hour, six times Valify's 600 s).
+# A token is a bearer credential: the bound caps how long a leaked one works
+# where nobody revokes it. Clients that need longer sessions use the refresh grant.
+MAX_TOKEN_LIFETIME_S = 3600
+
 
 class Settings(BaseSettings):
     """All settings of a facematch process. Units are in the field names."""
@@ -75,8 +80,9 @@ class Settings(BaseSettings):
     token_lifetime_s: int = Field(
         600,
         gt=0,
+        le=MAX_TOKEN_LIFETIME_S,
         description="Access-token lifetime for new bundles, in seconds (each bundle stores "
-        "its own).",
+        "its own); at most 3600.",
     )
     token_trials: int = Field(
         3,

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
+from facematch.settings import MAX_TOKEN_LIFETIME_S
 from facematch.store.vault import key_id_of
 
 # Stable constraint names so Alembic migrations are identical on every backend.
@@ -134,6 +135,13 @@ class Bundle(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     organisation: Mapped[Organisation] = relationship(back_populates="bundles")
+
+    @validates("token_lifetime_s")
+    def _bounded_lifetime(self, _key: str, seconds: int) -> int:
+        # The store refuses what the CLI refuses, whoever writes the row.
+        if not 1 <= seconds <= MAX_TOKEN_LIFETIME_S:
+            raise ValueError(f"token lifetime must be 1..{MAX_TOKEN_LIFETIME_S} s, not {seconds}")
+        return seconds
 
 
 class Application(Base):
