@@ -241,6 +241,7 @@ COVERED_ELSEWHERE = {
     "images_purged": "tests/service/test_transactions.py",
     "public_key_missing": "tests/service/test_transactions.py",
     "stored_data_unreadable": "tests/service/test_transactions.py",
+    "oauth_slow_down": "tests/service/test_token_throttle.py",
 }
 
 

@@ -29,10 +29,6 @@ from facematch.store.models import (
 )
 from facematch.store.vault import key_id_of
 
-# Verified when a username is unknown, so a wrong username costs as much time as
-# a wrong password (no user enumeration by timing).
-_DUMMY_PASSWORD_HASH = security.hash_password("facematch-timing-equaliser")
-
 DEFAULT_SCOPE = "read write"
 
 
@@ -95,13 +91,20 @@ def deactivate_user(session: Session, *, username: str) -> tuple[User, int]:
 
 
 def authenticate_user(session: Session, *, username: str, password: str) -> User | None:
-    """The active user with these credentials, or None (same cost either way)."""
+    """The active user with these credentials, or None (same cost either way).
+
+    A hash made with older scrypt parameters is replaced by one at today's on
+    this successful login (flushed; the caller commits).
+    """
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
-        security.verify_password(password, _DUMMY_PASSWORD_HASH)
+        security.verify_dummy_password(password)
         return None
     if not security.verify_password(password, user.password_hash) or not user.active:
         return None
+    if security.needs_rehash(user.password_hash):
+        user.password_hash = security.hash_password(password)
+        session.flush()
     return user
 
 
