@@ -192,6 +192,9 @@ def test_every_password_refusal_costs_one_check_at_todays_cost(
         "user of another organisation": _form(
             creds, username=other_org.username, password=other_org.password
         ),
+        # Usernames no row can hold are not looked up (NUL is an error on PostgreSQL).
+        "username with NUL": _form(creds, username="a\x00b"),
+        "username too long": _form(creds, username="u" * 151),
     }
     for case, form in cases.items():
         throttled.app.state.token_guard = None  # type: ignore[attr-defined]
@@ -232,3 +235,13 @@ def test_successful_login_rehashes_a_hash_made_with_other_parameters(
     assert stored != old_hash
     assert not security.needs_rehash(stored)
     assert security.verify_password(creds.password, stored)
+
+
+@pytest.mark.usefixtures("fresh_client_address")
+def test_client_id_no_row_can_hold_is_an_invalid_client(throttled: TestClient) -> None:
+    # Sent to PostgreSQL, a NUL in the query raised DataError: a 500.
+    creds = provision(throttled)
+    for client_id in ("a\x00b", "c" * 101):
+        response = throttled.post(TOKEN_URL, data=_form(creds, client_id=client_id))
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_client"

@@ -30,6 +30,22 @@ from facematch.store.models import (
 from facematch.store.vault import key_id_of
 
 DEFAULT_SCOPE = "read write"
+# Longest username and client id a row can hold (the columns' lengths).
+USERNAME_MAX_CHARS = 150
+CLIENT_ID_MAX_CHARS = 100
+
+
+def _could_be_stored(text: str, *, max_chars: int) -> bool:
+    """Whether ``text`` could be a stored value: a client-sent string that cannot
+    (NUL, which PostgreSQL refuses with an error; unencodable text; too long) is
+    answered as "no such row" without a query."""
+    if len(text) > max_chars or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class NotFoundError(LookupError):
@@ -96,7 +112,9 @@ def authenticate_user(session: Session, *, username: str, password: str) -> User
     A hash made with older scrypt parameters is replaced by one at today's on
     this successful login (flushed; the caller commits).
     """
-    user = session.scalar(select(User).where(User.username == username))
+    user = None
+    if _could_be_stored(username, max_chars=USERNAME_MAX_CHARS):
+        user = session.scalar(select(User).where(User.username == username))
     if user is None:
         security.verify_dummy_password(password)
         return None
@@ -240,6 +258,8 @@ def deactivate_application(session: Session, *, client_id: str) -> tuple[Applica
 def authenticate_application(
     session: Session, *, client_id: str, client_secret: str
 ) -> Application | None:
+    if not _could_be_stored(client_id, max_chars=CLIENT_ID_MAX_CHARS):
+        return None
     application = session.scalar(select(Application).where(Application.client_id == client_id))
     if application is None or not application.active:
         return None
