@@ -36,7 +36,8 @@ class ScryptCost:
         return 128 * self.r * (self.n + 2 + self.p)
 
 
-# OWASP Password Storage Cheat Sheet (scrypt when Argon2id is not at hand):
+# OWASP Password Storage Cheat Sheet (scrypt when Argon2id is not at hand;
+# cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html):
 # N=2^17, r=8, p=1 — 128 MiB and ~0.4 s per check on one core here (figures in
 # docs/performance.md). Logins are rare (a token serves several calls), and the
 # token endpoint bounds how many checks run at once (FACEMATCH_PASSWORD_HASH_CONCURRENCY).
