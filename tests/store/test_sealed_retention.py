@@ -300,7 +300,7 @@ def test_migration_0002_fills_reference_key_ids_from_the_sealed_descriptors(
     assert "reference_key_id" not in columns
     db.migrate(own_engine)
 
-    assert db.schema_revision(own_engine) == "0002"
+    assert db.schema_revision(own_engine) == "0003"
     with own_engine.connect() as connection:
         rows = connection.execute(text("SELECT id, reference_key_id FROM transactions"))
         found = dict(rows.all())

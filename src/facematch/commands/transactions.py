@@ -74,18 +74,27 @@ def register_key(admin_ctx: Any, organisation: str, pem_file: Any) -> None:
 )
 @click.pass_obj
 def purge(admin_ctx: Any, dry_run: bool) -> None:
-    """Delete images and reference embeddings past each bundle's retention period.
+    """Delete images and reference embeddings past each bundle's retention period,
+    and close transactions left pending by calls that died as 'abandoned'.
 
     Transaction metadata stays for audit; see docs/transactions.md.
     """
-    from facematch.store.retention import purge_expired
+    from datetime import timedelta
 
+    from facematch.store.models import utcnow
+    from facematch.store.retention import abandon_stale_pending, purge_expired
+
+    settings = admin_ctx.settings()
+    stale_after = timedelta(seconds=settings.request_timeout_s + settings.pending_grace_s)
     with admin_ctx.session() as session:
         report = purge_expired(session, dry_run=dry_run)
+        abandoned = abandon_stale_pending(session, older_than=utcnow() - stale_after)
         if dry_run:
             session.rollback()
     verb = "would purge" if dry_run else "purged"
     click.echo(f"{verb} {report.transactions} transaction(s), {report.images} image(s)")
+    verb = "would close" if dry_run else "closed"
+    click.echo(f"{verb} {abandoned} stale pending transaction(s) as abandoned")
 
 
 @click.command("new-image-key")
