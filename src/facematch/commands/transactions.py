@@ -118,7 +118,12 @@ def new_image_key(key_id: str | None) -> None:
 @click.pass_obj
 def rotate_keys(admin_ctx: Any) -> None:
     """Re-encrypt stored images, reference descriptors and HMAC secrets under the first
-    FACEMATCH_IMAGE_KEYS key."""
+    FACEMATCH_IMAGE_KEYS key.
+
+    Commits batch by batch, so a live server's writers wait for one batch at most;
+    a run stopped half-way leaves everything readable, and running it again
+    finishes the job.
+    """
     from facematch.store.sealed import key_usage, reseal_all
     from facematch.store.vault import VaultError
 
