@@ -12,6 +12,9 @@ path (token, quota, pending row, images, outcome, signing), not face matching.
 The images are random bytes behind a JPEG signature, as in bench/transactions.py.
 Configurations alternate (1, N, 1, N, ...) so that load from other jobs on the
 machine falls on both; the median of ``--repeats`` runs of each is reported.
+On a machine shared with other jobs the throughput ratio moves with their load,
+so the bench also samples PostgreSQL for the app's sessions blocked on a lock:
+the share of the time some call waits on one, which does not depend on speed.
 
     python -m bench.bundle_concurrency [--url postgresql+psycopg://...] [--clients 4]
         [--calls 12] [--repeats 3] [--quota limited|unlimited]
@@ -25,6 +28,7 @@ import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from facematch.engine.types import FaceBox, FaceObservation, MatchResult
@@ -43,6 +47,7 @@ from facematch.store.db import session_scope
 from facematch.store.vault import new_key_spec
 
 IMAGE_BYTES = 5 * 1024 * 1024
+SAMPLE_EVERY_S = 0.005
 MODEL_ID = "bench-constant"
 
 
@@ -77,12 +82,58 @@ class ConstantMatcher:
         return self._result()
 
 
-def _schema_url(base_url: str, schema: str) -> str:
+def _schema_url(base_url: str, schema: str, application: str) -> str:
     return (
         make_url(base_url)
-        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .update_query_dict({"options": f"-csearch_path={schema}", "application_name": application})
         .render_as_string(hide_password=False)
     )
+
+
+class LockWaits:
+    """Samples which of the app's database sessions are blocked on a lock, and on what.
+
+    The throughput ratio depends on how much CPU the machine has free; this does
+    not: calls queued on the bundle's row lock show up as sessions whose
+    ``UPDATE bundles`` waits on a lock, whatever the speed of the machine. Other
+    waits (e.g. ``extend``: PostgreSQL growing a table's file for concurrent
+    inserts) are reported apart.
+    """
+
+    def __init__(self, admin: Engine, application: str) -> None:
+        self._admin, self._application = admin, application
+        self._stop = threading.Event()
+        self.samples: list[list[str]] = []
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        query = text(
+            "SELECT wait_event, query FROM pg_stat_activity "
+            "WHERE application_name = :a AND wait_event_type = 'Lock'"
+        )
+        with self._admin.connect() as connection:
+            while not self._stop.wait(SAMPLE_EVERY_S):
+                rows = connection.execute(query, {"a": self._application}).all()
+                self.samples.append(
+                    [
+                        "bundle quota" if sql.startswith("UPDATE bundles") else str(event)
+                        for event, sql in rows
+                    ]
+                )
+
+    def __enter__(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def shares(self) -> dict[str, float]:
+        """For each kind of wait, the fraction of samples in which some call waited on it."""
+        kinds = {kind for sample in self.samples for kind in sample} | {"bundle quota"}
+        total = max(1, len(self.samples))
+        return {kind: sum(kind in sample for sample in self.samples) / total for kind in kinds}
 
 
 def _provision(client: TestClient, *, quota: int | None, tokens: int) -> tuple[str, list[str]]:
@@ -141,13 +192,14 @@ def main() -> None:
 
     image = base64.b64encode(b"\xff\xd8\xff\xe0" + os.urandom(IMAGE_BYTES - 4)).decode("ascii")
     schema = f"fm_bench_{uuid.uuid4().hex[:12]}"
+    application = f"facematch-{schema}"
     admin = create_engine(args.url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
         with tempfile.TemporaryDirectory() as data_dir:
             settings = Settings(
-                database_url=_schema_url(args.url, schema),
+                database_url=_schema_url(args.url, schema, application),
                 data_dir=Path(data_dir),
                 warm_up=False,
                 image_keys=new_key_spec("bench"),
@@ -159,13 +211,16 @@ def main() -> None:
             with TestClient(app) as client:
                 quota = 10 * args.calls * args.repeats if args.quota == "limited" else None
                 rates: dict[int, list[float]] = {1: [], args.clients: []}
+                waits: dict[int, list[dict[str, float]]] = {1: [], args.clients: []}
                 for _ in range(args.repeats + 1):  # the first round warms up and is dropped
                     for clients in rates:
                         key, tokens = _provision(client, quota=quota, tokens=args.calls)
                         body = json.dumps(
                             {"first_img": image, "second_img": image, "bundle_key": key}
                         ).encode("ascii")
-                        rates[clients].append(_run(client, body, tokens, clients))
+                        with LockWaits(admin, application) as sampler:
+                            rates[clients].append(_run(client, body, tokens, clients))
+                        waits[clients].append(sampler.shares())
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -183,6 +238,11 @@ def main() -> None:
         f"{[round(r, 2) for r in rates[args.clients][1:]]}"
     )
     print(f"  ratio {args.clients} clients / 1 client: {many / one:.2f}")
+    for clients, runs in waits.items():
+        kinds = sorted({kind for run in runs[1:] for kind in run})
+        medians = {k: statistics.median(run.get(k, 0.0) for run in runs[1:]) for k in kinds}
+        listed = ", ".join(f"{kind} {share:.0%}" for kind, share in medians.items())
+        print(f"  {clients} client(s), share of the time a call waits on a lock: {listed}")
     print(f"  load average: {os.getloadavg()}")
 
 

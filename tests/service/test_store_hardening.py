@@ -295,6 +295,31 @@ def test_a_call_that_died_is_closed_as_abandoned_and_inquiry_says_so(
     assert purge_once(_factory(app_client), stale_after_s).abandoned == 0
 
 
+def test_the_server_closes_stale_pending_rows_at_startup_and_periodically(
+    app_client: TestClient, database_url: str, tmp_path: Path
+) -> None:
+    creds = provision(app_client)
+    issue_token(app_client, creds)
+    dead = _die_mid_way(app_client, creds)
+    with session_scope(_factory(app_client)) as session:
+        session.execute(
+            update(Transaction)
+            .where(Transaction.id == dead)
+            .values(created_at=utcnow() - timedelta(seconds=60 + 10 + 1))
+        )
+    # A second server on the same database, with the periodic housekeeping on.
+    settings = service_settings(
+        database_url, tmp_path, purge_interval_s=3600, request_timeout_s=60, pending_grace_s=10
+    )
+    app = create_app(settings, matcher=app_client.app.state.stub)  # type: ignore[attr-defined]
+    with TestClient(app):
+        for _ in range(WAIT_S * 100):  # its first run starts with the server; bounded wait
+            if _row(app_client, dead).outcome != "pending":
+                break
+            threading.Event().wait(0.01)
+    assert _row(app_client, dead).outcome == "abandoned"
+
+
 def test_the_grace_period_cannot_be_set_below_the_hard_timeout_backstop(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="pending_grace_s"):
         service_settings("sqlite://", tmp_path, pending_grace_s=1)
