@@ -182,36 +182,6 @@ def recharge_bundle(
     return bundle
 
 
-@dataclass(frozen=True)
-class QuotaState:
-    """A bundle's quota as read without any lock (see :func:`read_quota`)."""
-
-    active: bool
-    remaining: int | None  # None = unlimited
-
-    @property
-    def unlimited(self) -> bool:
-        return self.remaining is None
-
-    @property
-    def available(self) -> bool:
-        return self.active and (self.remaining is None or self.remaining > 0)
-
-
-def read_quota(session: Session, *, bundle_id: int) -> QuotaState:
-    """The bundle's quota by a plain read: no row lock, nothing written.
-
-    Lets a call refuse an exhausted bundle before doing any heavy work, and skip
-    the quota UPDATE (and its row lock) altogether when the quota is unlimited.
-    """
-    row = session.execute(
-        select(Bundle.active, Bundle.quota_remaining).where(Bundle.id == bundle_id)
-    ).first()
-    if row is None:
-        return QuotaState(active=False, remaining=0)
-    return QuotaState(active=bool(row.active), remaining=row.quota_remaining)
-
-
 def consume_quota(session: Session, *, bundle_id: int) -> bool:
     """Take one transaction from the bundle's quota; False when none is left.
 
