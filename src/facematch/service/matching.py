@@ -9,7 +9,7 @@ One call, step by step (the token's trial was already taken by ``CurrentToken``)
 3. variant with ``transaction_id``: the reference transaction is looked up in
    the caller's organisation (422 ``reference_not_found`` otherwise; a purged
    transaction is never a reference);
-4. the images are decoded and sealed, with no database transaction open; then
+4. the images are decoded and sealed before the first write (no lock held); then
    the ``pending`` row and its images are inserted and one unit of quota is
    taken last (no lock at all for an unlimited bundle) — committed together;
 5. the engine runs on the bounded work pool (429 when full);
@@ -129,9 +129,9 @@ def _open_transaction(
     """The pending row, its encrypted images (``prepare_images``) and one unit of quota,
     in one commit: no row without its images, so a purge sees both or neither.
 
-    The heavy work comes before the quota: the images are decoded and sealed with no
-    database transaction open, then inserted, and only then is the quota taken, as
-    the last statement before the commit. The bundle's row lock (PostgreSQL) is
+    The heavy work comes before the quota: the images are decoded and sealed before
+    the first write, then inserted, and only then is the quota taken, as the last
+    statement before the commit. The bundle's row lock (PostgreSQL) is
     held for that UPDATE and the commit only, not for 10 MB of images; on SQLite
     the insert itself still holds the database's single write lock
     (docs/performance.md). Returns the row, the reference and the decoded images.
