@@ -357,9 +357,8 @@ def create_transaction(
     service: str,
     reference_transaction_id: str | None = None,
     transaction_id: str | None = None,
-    outcome: str = PENDING,
 ) -> Transaction:
-    """A transaction (``pending`` unless told) of the token's user, charged to ``bundle_id``.
+    """A ``pending`` transaction of the token's user, charged to ``bundle_id``.
 
     ``transaction_id`` lets the caller seal data for the row before inserting it.
     """
@@ -370,7 +369,7 @@ def create_transaction(
         bundle_id=bundle_id,
         token_id=token.id,
         service=service,
-        outcome=outcome,
+        outcome=PENDING,
         reference_transaction_id=reference_transaction_id,
     )
     session.add(transaction)
