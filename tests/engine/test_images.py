@@ -280,6 +280,20 @@ def test_reduction_keeps_transparency_and_sixteen_bit_rules() -> None:
     assert (decoded.pixels == 0xFF).all()  # scaled, not clipped
 
 
+def test_reducing_rgba_before_compositing_matches_compositing_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from facematch.engine import images
+
+    rgba = np.random.default_rng(0).integers(0, 256, (600, 800, 4), dtype=np.uint8)
+    data = encode(Image.fromarray(rgba, "RGBA"), "PNG")
+    reduced_first = decode_image(data, max_side_px=250).pixels
+    monkeypatch.setattr(images, "_REDUCE_FIRST_MODES", frozenset())
+    composited_first = decode_image(data, max_side_px=250).pixels
+    assert reduced_first.shape == composited_first.shape == (200, 267, 3)
+    assert np.abs(reduced_first.astype(int) - composited_first).max() <= 2  # rounding only
+
+
 @pytest.mark.parametrize(
     ("fmt", "params"), [("PNG", {}), ("WEBP", {"lossless": True}), ("WEBP", {"quality": 50})]
 )

@@ -88,6 +88,9 @@ _REFUSED_MAGIC = {
 }
 # 16-bit greyscale PNG modes; Pillow's own conversion clips them instead of scaling.
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+# Modes whose reduction commutes with the conversion to RGB (no palette, no
+# colour key; RGBA is averaged premultiplied).
+_REDUCE_FIRST_MODES = frozenset({"L", "RGB", "RGBA"})
 # Exceptions Pillow raises for damaged data while reading headers or pixels.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
@@ -330,6 +333,10 @@ def _to_rgb_array(image: Image.Image, reduce_by: int = 1) -> np.ndarray:
 
     Transparency is composited onto white.
     """
+    if reduce_by > 1 and image.mode in _REDUCE_FIRST_MODES and "transparency" not in image.info:
+        # Reducing first spares full-size copies (compositing makes three).
+        # Pillow averages RGBA premultiplied, so compositing after is the same.
+        image, reduce_by = image.reduce(reduce_by), 1
     rgb = _to_rgb(image)
     if reduce_by > 1:
         rgb = rgb.reduce(reduce_by)
