@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test lint bench
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./clients/python -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -18,8 +18,8 @@ run: install  ## start the service on http://127.0.0.1:8000 with an embedded SQL
 	FACEMATCH_ENVIRONMENT=$${FACEMATCH_ENVIRONMENT:-development} $(BIN)/facematch serve
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench clients/python/src
+	$(BIN)/ruff format --check src tests bench clients/python/src
 
 # PostgreSQL tests run when FACEMATCH_TEST_POSTGRES_URL names a server; when it
 # is unset and a local server answers on 127.0.0.1:5432, its `test` database is
