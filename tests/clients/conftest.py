@@ -34,6 +34,7 @@ class LiveClient:
     bundle_id: int
     hmac_secret: str
     private_key_pem: str
+    env: dict[str, str]  # the server's environment: `facematch admin` on its database
 
 
 def admin(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
@@ -104,6 +105,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, lfw_root: Path) -> Iterator[L
             bundle_id=int(values["bundle_id"]),
             hmac_secret=secret,
             private_key_pem=pem,
+            env=env,
         )
 
 
