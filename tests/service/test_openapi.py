@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facematch.service.app import create_app
+from facematch.service.docs_pages import REDOC_REMOTE_LOGO
 from facematch.service.errors import CATALOGUE
 from facematch.settings import Settings
 
@@ -74,7 +75,10 @@ def test_docs_pages_reference_only_the_server(page: str, tmp_path: Path) -> None
     assert html.status_code == 200
     urls = re.findall(r"""(?:src|href|url)\s*[=:(]\s*['"]([^'"]+)['"]""", html.text)
     assert urls, html.text
+    assert "default-src 'self'" in html.headers["content-security-policy"]
     for url in urls:
         assert url.startswith("/"), f"{page} loads {url}"
         if url.startswith("/static/"):
-            assert client.get(url).status_code == 200, url
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            assert REDOC_REMOTE_LOGO not in asset.content, url

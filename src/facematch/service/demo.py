@@ -46,6 +46,12 @@ DEMO_USERNAME = "facematch-demo"
 DEMO_TOKEN_TRIALS = 3
 ASSETS = Path(__file__).parent / "demo_assets"
 NO_STORE = {"Cache-Control": "no-store"}
+# The page may talk to this server only; photos are shown from blob: URLs.
+PAGE_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+}
 MAX_TRANSACTION_ID = 64
 
 
@@ -134,7 +140,7 @@ router = APIRouter(prefix="/demo", include_in_schema=False)
 @router.get("")
 @router.get("/")
 async def page() -> FileResponse:
-    return FileResponse(ASSETS / "index.html", headers=NO_STORE)
+    return FileResponse(ASSETS / "index.html", headers=PAGE_HEADERS)
 
 
 @router.post("/session")

@@ -12,23 +12,45 @@ Whether the pages exist at all stays the app's decision (``docs_url`` /
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 STATIC_URL = "/static/api-docs"
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
+
+# Defence in depth: even a script bundled in the assets cannot reach another host (the
+# ReDoc bundle would fetch its vendor's logo from a CDN). Inline scripts and styles are
+# those of FastAPI's page templates; blob: workers are ReDoc's search.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "worker-src 'self' blob:; frame-ancestors 'self'; base-uri 'self'; form-action 'self'"
+)
+SELF_ONLY = {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
 
 SWAGGER_UI_PARAMETERS = {
     # Swagger UI would otherwise send the document to validator.swagger.io.
     "validatorUrl": None,
     "persistAuthorization": False,
 }
+
+
+# The one remote URL in the ReDoc bundle: its vendor's logo, drawn in the menu
+# unconditionally. Served with that URL pointing at the local favicon instead.
+REDOC_REMOTE_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+REDOC_BUNDLE = "redoc.standalone.js"
+
+
+@cache
+def _redoc_bundle(local_logo: str) -> bytes:
+    return (ASSETS / REDOC_BUNDLE).read_bytes().replace(REDOC_REMOTE_LOGO, local_logo.encode())
 
 
 def _drop_route(app: FastAPI, path: str) -> None:
@@ -43,6 +65,13 @@ def install_offline_docs(app: FastAPI) -> None:
     """Replace FastAPI's CDN-backed /docs and /redoc with self-hosted ones."""
     if app.docs_url is None and app.redoc_url is None:
         return
+
+    async def redoc_bundle(_request: Request) -> Response:
+        body = _redoc_bundle(f"{STATIC_URL}/favicon.png")
+        return Response(body, media_type="text/javascript")
+
+    # Before the mount, so this route answers for the bundle.
+    app.add_route(f"{STATIC_URL}/{REDOC_BUNDLE}", redoc_bundle, include_in_schema=False)
     app.mount(STATIC_URL, StaticFiles(directory=ASSETS), name="api-docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 
@@ -54,7 +83,7 @@ def install_offline_docs(app: FastAPI) -> None:
         _drop_route(app, docs_url)
 
         async def swagger_ui(request: Request) -> HTMLResponse:
-            return get_swagger_ui_html(
+            page = get_swagger_ui_html(
                 openapi_url=f"{request.scope.get('root_path', '')}{openapi_url}",
                 title=f"{app.title} - Swagger UI",
                 oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
@@ -63,6 +92,8 @@ def install_offline_docs(app: FastAPI) -> None:
                 swagger_favicon_url=asset(request, "favicon.png"),
                 swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
             )
+            page.headers.update(SELF_ONLY)
+            return page
 
         app.add_route(docs_url, swagger_ui, include_in_schema=False)
 
@@ -71,12 +102,14 @@ def install_offline_docs(app: FastAPI) -> None:
         _drop_route(app, redoc_url)
 
         async def redoc(request: Request) -> HTMLResponse:
-            return get_redoc_html(
+            page = get_redoc_html(
                 openapi_url=f"{request.scope.get('root_path', '')}{openapi_url}",
                 title=f"{app.title} - ReDoc",
-                redoc_js_url=asset(request, "redoc.standalone.js"),
+                redoc_js_url=asset(request, REDOC_BUNDLE),
                 redoc_favicon_url=asset(request, "favicon.png"),
                 with_google_fonts=False,
             )
+            page.headers.update(SELF_ONLY)
+            return page
 
         app.add_route(redoc_url, redoc, include_in_schema=False)

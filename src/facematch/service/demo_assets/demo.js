@@ -135,7 +135,7 @@ async function onSubmit(event) {
     const verdict = $("verdict");
     verdict.textContent = body.result.is_similar ? t("same") : t("different");
     verdict.className = body.result.is_similar ? "same" : "different";
-    $("confidence").textContent = `${(body.result.confidence * 100).toFixed(1)}%`;
+    $("confidence").textContent = `${(body.result.confidence * 100).toFixed(2)}%`;
     $("trials").textContent = String(body.trials_remaining);
     $("result").hidden = false;
     const boxes = await postJson("/demo/boxes", {transaction_id: body.transaction_id}, token);
