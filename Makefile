@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench client-tools postman
 
 $(BIN)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: install lint  ## lint, then the whole test suite
 		export FACEMATCH_TEST_POSTGRES_URL=$(PG_DEFAULT_URL); \
 	fi; \
 	$(BIN)/pytest
+
+client-tools:  ## chromium and newman for the client tests (they skip, saying why, without them)
+	.ci/client-tools
+
+postman: install  ## regenerate clients/postman from the OpenAPI document
+	$(BIN)/facematch postman --output clients/postman
 
 bench: install
 	$(BIN)/python -m bench.stages
