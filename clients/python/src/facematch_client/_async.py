@@ -138,7 +138,7 @@ class AsyncClient(_Base):
             token = await self._live_token(for_service=for_service)
             headers = {"Authorization": f"Bearer {token.access_token}"}
             response = await self._send(path, json=body, headers=headers)
-            self._after_call(token, response)
+            self._after_call(token, response, for_service=for_service)
             if (
                 response.status_code == 403
                 and attempt == 0

@@ -88,8 +88,9 @@ class _Base:
         if for_service and token.trials_remaining is not None:
             token.trials_remaining -= 1
 
-    def _after_call(self, token: Token, response: httpx.Response) -> None:
-        trials = _core.reported_trials(response)
+    def _after_call(self, token: Token, response: httpx.Response, *, for_service: bool) -> None:
+        # Only service answers report trials (read answers can be megabytes: not parsed).
+        trials = _core.reported_trials(response) if for_service else None
         if trials is not None:
             token.trials_remaining = trials
         if response.status_code == 403:
@@ -234,7 +235,7 @@ class Client(_Base):
             headers = {"Authorization": f"Bearer {token.access_token}"}
             response = self._send(path, json=body, headers=headers)
             with self._lock:
-                self._after_call(token, response)
+                self._after_call(token, response, for_service=for_service)
             if (
                 response.status_code == 403
                 and attempt == 0
