@@ -3,6 +3,7 @@ replaceable transport: tokens, typed errors, retries, signatures, decryption."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
@@ -280,3 +281,36 @@ def test_retry_policy_rejects_nonsense_headers() -> None:
     assert retry_delay(response, 0, RetryPolicy(backoff_s=0.25)) == 0.25
     huge = httpx.Response(503, headers={"Retry-After": "3600"}, json={"error_code": 1303})
     assert retry_delay(huge, 0, RetryPolicy(max_wait_s=30)) is None
+
+
+def test_async_client_in_process_rotates_tokens_under_concurrency(
+    database_url: str, matcher: object, tmp_path: Path
+) -> None:
+    """AsyncClient on httpx.ASGITransport: the real app, its lifespan, one event loop."""
+    from facematch.service.app import create_app
+    from facematch_client import AsyncClient
+    from tests.service.conftest import service_settings
+    from tests.service.support import StubMatcher
+
+    stub = StubMatcher(model_id=matcher.model_id)  # type: ignore[attr-defined]
+    app = create_app(service_settings(database_url, tmp_path), matcher=stub)  # type: ignore[arg-type]
+
+    async def scenario() -> tuple[list[int], int]:
+        async with app.router.lifespan_context(app):
+            creds = provision(TestClient(app), token_trials=2)
+            async with AsyncClient(
+                "http://testserver",
+                username=creds.username,
+                password=creds.password,
+                client_id=creds.client_id,
+                client_secret=creds.client_secret,
+                bundle_key=creds.bundle_key,
+                transport=httpx.ASGITransport(app=app),
+            ) as api:
+                first = await api.match(b"ok", b"ok")  # learns the token's trials
+                rest = await asyncio.gather(*(api.match(b"ok", b"ok") for _ in range(4)))
+                return [r.trials_remaining for r in (first, *rest)], api.tokens_obtained
+
+    trials, tokens = asyncio.run(scenario())
+    assert sorted(trials) == [0, 0, 1, 1, 1]
+    assert tokens == 3

@@ -230,7 +230,7 @@ class Client(_Base):
         return token
 
     def _call(self, path: str, body: dict[str, Any], *, for_service: bool) -> httpx.Response:
-        for attempt in range(2):
+        for attempt in range(_core.DEAD_TOKEN_ATTEMPTS):
             token = self._live_token(for_service=for_service)
             headers = {"Authorization": f"Bearer {token.access_token}"}
             response = self._send(path, json=body, headers=headers)
@@ -238,10 +238,10 @@ class Client(_Base):
                 self._after_call(token, response, for_service=for_service)
             if (
                 response.status_code == 403
-                and attempt == 0
+                and attempt < _core.DEAD_TOKEN_ATTEMPTS - 1
                 and isinstance(_core.api_error(response), _core.DEAD_TOKEN_ERRORS)
             ):
-                # Refused before any trial was taken: once more with a new token.
+                # Refused before any trial was taken: again, with a new token.
                 continue
             break
         if response.status_code != 200:

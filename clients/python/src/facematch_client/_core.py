@@ -40,7 +40,11 @@ EXPIRY_MARGIN_S = 5.0
 
 DEAD_TOKEN_ERRORS = (TokenExpiredError, TokenInvalidError, TokenTrialsExhaustedError)
 """403s that say the token is dead. The server refuses these before taking a trial or
-creating a transaction, so the call is repeated once with a new token."""
+creating a transaction, so the call is repeated with a new token."""
+
+DEAD_TOKEN_ATTEMPTS = 3
+"""Sends of one call at most when its token keeps turning out dead. A new token's
+trials are unknown until its first answer, so concurrent first calls can overrun it."""
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
 """Longest error body parsed; a larger one (not from facematch) is reported by status."""
