@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+import facematch.protocol
 import facematch_protocol
 from facematch.service import client_crypto, signing
 from facematch.service.errors import CATALOGUE
@@ -86,6 +87,8 @@ def test_server_and_sdk_run_one_protocol_implementation() -> None:
     assert signing.hmac_hex is facematch_protocol.hmac_hex
     assert client_crypto.encrypt_json_for_client is facematch_protocol.encrypt_json_for_client
     assert client_crypto.decrypt_envelope is facematch_protocol.decrypt_envelope
+    assert facematch.protocol.canonical_json is facematch_protocol.canonical_json
+    assert set(facematch.protocol.__all__) == set(facematch_protocol.__all__)
 
 
 @pytest.mark.parametrize("entry", list(CATALOGUE.values()), ids=lambda e: e.name)
