@@ -317,3 +317,22 @@ def test_async_client_in_process_rotates_tokens_under_concurrency(
     trials, tokens = asyncio.run(scenario())
     assert sorted(trials) == [0, 0, 1, 1, 1]
     assert tokens == 3
+
+
+def test_private_key_from_an_object_pem_text_bytes_or_file(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from facematch_client._client import load_private_key
+
+    key = client_private_key()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = tmp_path / "private.pem"
+    path.write_bytes(pem)
+    for given in (key, pem, pem.decode(), path, str(path)):
+        loaded = load_private_key(given)
+        assert loaded is not None
+        assert loaded.private_numbers() == key.private_numbers()

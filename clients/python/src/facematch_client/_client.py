@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,14 +28,18 @@ from facematch_client._images import ImageInput, image_base64
 
 DEFAULT_TIMEOUT_S = 30.0
 
-PrivateKeyInput = rsa.RSAPrivateKey | bytes | str
+PrivateKeyInput = rsa.RSAPrivateKey | bytes | str | os.PathLike[str]
+PEM_START = "-----BEGIN"
 
 
 def load_private_key(key: PrivateKeyInput | None) -> rsa.RSAPrivateKey | None:
-    """An RSA private key object from itself or its unencrypted PEM text."""
+    """An RSA private key from itself, its unencrypted PEM (bytes or text) or a PEM file."""
     if key is None or isinstance(key, rsa.RSAPrivateKey):
         return key
-    data = key.encode("ascii") if isinstance(key, str) else key
+    if isinstance(key, os.PathLike) or (isinstance(key, str) and PEM_START not in key):
+        data = Path(key).read_bytes()
+    else:
+        data = key.encode("ascii") if isinstance(key, str) else key
     loaded = serialization.load_pem_private_key(data, password=None)
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise TypeError("private_key must be an RSA private key")
