@@ -70,7 +70,7 @@ def test_service_endpoints_declare_the_bearer_scheme(schema: dict) -> None:
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_pages_reference_only_the_server(page: str, tmp_path: Path) -> None:
     # No lifespan (no database, no engine): the pages and assets need neither.
-    client = TestClient(create_app(Settings(data_dir=tmp_path)))
+    client = TestClient(create_app(Settings(data_dir=tmp_path, environment="development")))
     html = client.get(page)
     assert html.status_code == 200
     urls = re.findall(r"""(?:src|href|url)\s*[=:(]\s*['"]([^'"]+)['"]""", html.text)

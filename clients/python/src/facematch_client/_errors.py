@@ -86,6 +86,7 @@ __all__ = [
     "TokenInvalidError",
     "TokenMissingError",
     "TokenTrialsExhaustedError",
+    "TooManyConnectionsError",
     "TransactionError",
     "TransactionNotFoundError",
     "UnsupportedImageError",
@@ -298,6 +299,12 @@ class RequestTimeoutError(CapacityError):
     code = 1303
 
 
+class TooManyConnectionsError(CapacityError):
+    """``too_many_connections``: 1304, HTTP 503."""
+
+    code = 1304
+
+
 class InternalServerError(ServerError):
     """``internal_error``: 1500, HTTP 500."""
 
@@ -495,6 +502,7 @@ ERRORS_BY_CODE: dict[int, type[ApiError]] = {
         QuotaExhaustedError,
         OverloadedError,
         RequestTimeoutError,
+        TooManyConnectionsError,
         InternalServerError,
         EngineUnavailableError,
         DatabaseUnavailableError,
