@@ -130,3 +130,17 @@ def test_demo_organisation_cannot_read_transactions_back(demo_client: TestClient
     )
     assert response.status_code == 403
     assert response.json()["error_code"] == CATALOGUE["public_key_missing"].code
+
+
+def test_live_demo_tokens_are_bounded(
+    demo_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facematch.service import demo
+
+    assert demo_client.post("/demo/session").status_code == 200
+    # This module's tests hold at least one live demo token now: a cap of 1 is reached.
+    monkeypatch.setattr(demo, "DEMO_MAX_LIVE_TOKENS", 1)
+    refused = demo_client.post("/demo/session")
+    assert refused.status_code == 429
+    assert refused.json()["error_code"] == CATALOGUE["overloaded"].code
+    assert refused.headers["retry-after"] == str(demo.DEMO_RETRY_AFTER_S)

@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +37,15 @@ from facematch.service.auth import bearer_token
 from facematch.service.errors import ApiError
 from facematch.settings import Settings
 from facematch.store import repository, security
-from facematch.store.models import Application, Bundle, Organisation, Transaction, User
+from facematch.store.models import (
+    AccessToken,
+    Application,
+    Bundle,
+    Organisation,
+    Transaction,
+    User,
+    utcnow,
+)
 from facematch.store.sealed import ensure_bundle_hmac_secret
 from facematch.store.vault import Vault
 
@@ -53,6 +61,10 @@ PAGE_HEADERS = {
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
 }
 MAX_TRANSACTION_ID = 64
+DEMO_MAX_LIVE_TOKENS = 100
+"""Unexpired demo tokens at most: each page load adds a token row, so anyone reaching
+the port could otherwise grow the table without bound. Above it: 429, retry later."""
+DEMO_RETRY_AFTER_S = 60
 
 
 def demo_enabled(settings: Settings) -> bool:
@@ -110,6 +122,13 @@ def _session(session: Session, vault: Vault, refresh_lifetime_s: int) -> dict[st
         parts = _existing(session)
         if parts is None:
             raise ApiError("internal_error")
+    live = session.scalar(
+        select(func.count())
+        .select_from(AccessToken)
+        .where(AccessToken.bundle_id == parts.bundle.id, AccessToken.expires_at > utcnow())
+    )
+    if (live or 0) >= DEMO_MAX_LIVE_TOKENS:
+        raise ApiError("overloaded", headers={"Retry-After": str(DEMO_RETRY_AFTER_S)})
     key = _bundle_key(ensure_bundle_hmac_secret(session, vault, parts.bundle))
     issued = repository.issue_token(
         session,
