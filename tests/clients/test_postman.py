@@ -163,3 +163,16 @@ def test_newman_runs_the_collection_green(
     assert run["stats"]["assertions"]["total"] == 2 * len(CALLS) - 1
     answered = [execution["response"]["code"] for execution in run["executions"]]
     assert answered == [call.status for call in CALLS]
+
+
+def test_postman_command_writes_both_files(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from facematch.cli import cli
+
+    result = CliRunner().invoke(cli, ["postman", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    for name in (COLLECTION_FILE, ENVIRONMENT_FILE):
+        assert f"wrote {tmp_path / 'out' / name}" in result.output
+        written = json.loads((tmp_path / "out" / name).read_text(encoding="utf-8"))
+        assert written == json.loads((POSTMAN_DIR / name).read_text(encoding="utf-8"))
