@@ -33,6 +33,9 @@ HOSTILE_BODIES = {
     "infinity_literal": b'{"first_img": -Infinity}',
     "invalid_utf8": b'{"first_img": "\xff\xfe"}',
     "surrogate_in_key": b'{"\\udfff": 1}',
+    # PostgreSQL refuses NUL in text: a driver error, i.e. a 500, before the fix.
+    "nul_in_transaction_id": b'{"first_img": "x", "transaction_id": "ab\\u0000c"}',
+    "nul_in_key": b'{"a\\u0000": 1}',
 }
 
 

@@ -13,7 +13,10 @@ catalogue's ``invalid_json``:
 * ``NaN`` / ``Infinity`` literals, which are not JSON;
 * lone UTF-16 surrogates (``"\\ud800"``): legal escapes in JSON's grammar but
   not Unicode text (I-JSON, RFC 7493 §2.1, forbids them); they make every
-  later ``str.encode`` fail (token digests, database parameters, logs).
+  later ``str.encode`` fail (token digests, database parameters, logs);
+* NUL characters (``"\\u0000"``): valid Unicode, but no field of the API
+  carries one and PostgreSQL cannot store one in text (a query parameter
+  with NUL is a driver error, not a "not found").
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ def _reject_constant(name: str) -> Any:
     raise InvalidJsonError(f"{name} is not JSON")
 
 
-def _has_surrogate(text: str) -> bool:
-    # isascii() reads a flag of the string object: free for base64 images.
-    return not text.isascii() and _SURROGATE.search(text) is not None
+def _unstorable(text: str) -> bool:
+    # isascii() reads a flag of the string object: the surrogate search is free
+    # for base64 images; the NUL search is a memchr.
+    return "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
 
 
 def _check_tree(root: dict[str, Any]) -> None:
@@ -48,15 +52,15 @@ def _check_tree(root: dict[str, Any]) -> None:
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
-            if _has_surrogate(value):
-                raise InvalidJsonError("unpaired surrogate in a string")
+            if _unstorable(value):
+                raise InvalidJsonError("NUL or unpaired surrogate in a string")
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 raise InvalidJsonError(f"nested deeper than {MAX_DEPTH} levels")
             if isinstance(value, dict):
                 for key, item in value.items():
-                    if _has_surrogate(key):
-                        raise InvalidJsonError("unpaired surrogate in a key")
+                    if _unstorable(key):
+                        raise InvalidJsonError("NUL or unpaired surrogate in a key")
                     stack.append((item, depth + 1))
             else:
                 stack.extend((item, depth + 1) for item in value)

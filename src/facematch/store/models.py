@@ -5,8 +5,10 @@ by the HTTP layer directly (see :mod:`facematch.service.schemas`).
 
 Ownership: an ``Organisation`` (a client company) owns users, bundles and OAuth
 applications. Each application belongs to one bundle: tokens issued through it
-take their trials and lifetime from that bundle, and a service call's
-``bundle_key`` must be the key of that same bundle.
+record that bundle (``AccessToken.bundle_id``) and take their trials and
+lifetime from it, and a service call's ``bundle_key`` must be the key of that
+same bundle (enforced in :func:`facematch.service.auth.resolve_bundle`): a
+token never spends the quota of another bundle, even one of its organisation.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -32,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
+from facematch.settings import MAX_TOKEN_LIFETIME_S
 from facematch.store.vault import key_id_of
 
 # Stable constraint names so Alembic migrations are identical on every backend.
@@ -45,6 +49,15 @@ NAMING_CONVENTION = {
 
 FACE_MATCH = "face_match"
 SERVICES = (FACE_MATCH,)
+
+# Transaction outcomes. ``pending`` while the call runs; the other three are final.
+# ``abandoned``: the call died before recording an outcome (worker killed, request
+# cut off) and the housekeeping sweep closed it (docs/transactions.md).
+PENDING = "pending"
+SUCCESS = "success"
+ERROR = "error"
+ABANDONED = "abandoned"
+OUTCOMES = (PENDING, SUCCESS, ERROR, ABANDONED)
 
 
 def utcnow() -> datetime:
@@ -133,6 +146,13 @@ class Bundle(Base):
 
     organisation: Mapped[Organisation] = relationship(back_populates="bundles")
 
+    @validates("token_lifetime_s")
+    def _bounded_lifetime(self, _key: str, seconds: int) -> int:
+        # The store refuses what the CLI refuses, whoever writes the row.
+        if not 1 <= seconds <= MAX_TOKEN_LIFETIME_S:
+            raise ValueError(f"token lifetime must be 1..{MAX_TOKEN_LIFETIME_S} s, not {seconds}")
+        return seconds
+
 
 class Application(Base):
     """An OAuth client (client_id / client_secret) of one organisation and bundle."""
@@ -174,6 +194,9 @@ class Transaction(Base):
     """One service call that reached a service, successful or not."""
 
     __tablename__ = "transactions"
+    # The sweep of stale ``pending`` rows reads only them, oldest first, however
+    # large the table (migration 0003).
+    __table_args__ = (Index("ix_transactions_outcome_created_at", "outcome", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_transaction_id)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
@@ -182,8 +205,9 @@ class Transaction(Base):
     token_id: Mapped[int] = mapped_column(ForeignKey("access_tokens.id"), index=True)
     service: Mapped[str] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    # 'pending' while the engine runs, then 'success' or 'error'.
-    outcome: Mapped[str] = mapped_column(String(16), default="pending")
+    # One of OUTCOMES: 'pending' while the call runs, then 'success', 'error' or
+    # (swept after its deadline) 'abandoned'.
+    outcome: Mapped[str] = mapped_column(String(16), default=PENDING)
     error_code: Mapped[int | None] = mapped_column(Integer)
     is_similar: Mapped[bool | None] = mapped_column(Boolean)
     confidence: Mapped[float | None] = mapped_column(Float)

@@ -68,6 +68,7 @@ __all__ = [
     "OAuthInvalidClientError",
     "OAuthInvalidGrantError",
     "OAuthInvalidRequestError",
+    "OAuthSlowDownError",
     "OAuthUnsupportedGrantTypeError",
     "OverloadedError",
     "PublicKeyMissingError",
@@ -467,6 +468,12 @@ class OAuthUnsupportedGrantTypeError(OAuthError):
     code = 3004
 
 
+class OAuthSlowDownError(OAuthError):
+    """``oauth_slow_down``: 3005, HTTP 429 (too many failed logins; see ``retry_after``)."""
+
+    code = 3005
+
+
 _FAMILIES: dict[int, type[ApiError]] = {
     10: RequestError,
     11: TokenError,
@@ -530,6 +537,7 @@ ERRORS_BY_CODE: dict[int, type[ApiError]] = {
         OAuthInvalidClientError,
         OAuthInvalidGrantError,
         OAuthUnsupportedGrantTypeError,
+        OAuthSlowDownError,
     )
     if cls.code is not None
 }
@@ -540,6 +548,7 @@ OAUTH_ERRORS: dict[str, type[ApiError]] = {
     "invalid_client": OAuthInvalidClientError,
     "invalid_grant": OAuthInvalidGrantError,
     "unsupported_grant_type": OAuthUnsupportedGrantTypeError,
+    "slow_down": OAuthSlowDownError,
 }
 """The token endpoint's RFC 6749 ``error`` value → exception class."""
 
