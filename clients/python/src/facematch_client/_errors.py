@@ -46,7 +46,9 @@ __all__ = [
     "FaceTooSmallError",
     "FaceUnusableError",
     "FacematchError",
+    "ImageBadShapeError",
     "ImageError",
+    "ImageTooComplexError",
     "ImageTooLargeError",
     "ImageTooManyPixelsError",
     "ImageTooSmallError",
@@ -366,6 +368,18 @@ class ImageTooSmallError(ImageError):
     code = 2006
 
 
+class ImageBadShapeError(ImageError):
+    """``image_bad_shape``: 2007, HTTP 422."""
+
+    code = 2007
+
+
+class ImageTooComplexError(ImageError):
+    """``image_too_complex``: 2008, HTTP 422."""
+
+    code = 2008
+
+
 class FaceUnusableError(FaceError):
     """``face_unusable``: 2100, HTTP 422."""
 
@@ -520,6 +534,8 @@ ERRORS_BY_CODE: dict[int, type[ApiError]] = {
         ImageTooLargeError,
         ImageTooManyPixelsError,
         ImageTooSmallError,
+        ImageBadShapeError,
+        ImageTooComplexError,
         FaceUnusableError,
         NoFaceError,
         MultipleFacesError,
