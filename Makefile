@@ -4,12 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench client-tools postman
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./clients/python -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -18,8 +18,8 @@ run: install  ## start the service on http://127.0.0.1:8000 with an embedded SQL
 	FACEMATCH_ENVIRONMENT=$${FACEMATCH_ENVIRONMENT:-development} $(BIN)/facematch serve
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench clients/python/src
+	$(BIN)/ruff format --check src tests bench clients/python/src
 
 # PostgreSQL tests run when FACEMATCH_TEST_POSTGRES_URL names a server; when it
 # is unset and a local server answers on 127.0.0.1:5432, its `test` database is
@@ -32,6 +32,12 @@ test: install lint  ## lint, then the whole test suite
 		export FACEMATCH_TEST_POSTGRES_URL=$(PG_DEFAULT_URL); \
 	fi; \
 	$(BIN)/pytest
+
+client-tools:  ## chromium and newman for the client tests (they skip, saying why, without them)
+	.ci/client-tools
+
+postman: install  ## regenerate clients/postman from the OpenAPI document
+	$(BIN)/facematch postman --output clients/postman
 
 bench: install
 	$(BIN)/python -m bench.stages

@@ -10,6 +10,7 @@ import click
 
 from facematch.commands.admin import admin
 from facematch.commands.engine import calibrate, compare, eval_group
+from facematch.commands.postman import postman
 from facematch.commands.serve import serve
 
 
@@ -24,6 +25,7 @@ cli.add_command(eval_group)
 cli.add_command(calibrate)
 cli.add_command(serve)
 cli.add_command(admin)
+cli.add_command(postman)
 
 
 def main() -> None:

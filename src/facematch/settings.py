@@ -221,6 +221,13 @@ class Settings(BaseSettings):
         "closes it as 'abandoned'.",
     )
 
+    # --- clients: the demo page (docs/demo.md) ---------------------------------
+    demo: bool | None = Field(
+        None,
+        description="Serve the demo page at /demo (and its token route). Default: on when "
+        "environment is 'development', off in 'production'.",
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -26,7 +26,10 @@ from starlette.requests import ClientDisconnect
 
 from facematch import __version__
 from facematch.service.body_limit import BodyLimitMiddleware
+from facematch.service.demo import install_demo
+from facematch.service.docs_pages import install_offline_docs
 from facematch.service.errors import CATALOGUE, ApiError, OAuthError, entry_for_status
+from facematch.service.openapi import install_openapi
 from facematch.service.retention_task import start_purge_task, stop_purge_task
 from facematch.service.routes import face_match, token, transactions
 from facematch.service.serving import install_serving
@@ -127,6 +130,9 @@ def create_app(settings: Settings | None = None, *, matcher: FaceMatcher | None 
     app.include_router(token.router)
     app.include_router(face_match.router)
     app.include_router(transactions.router)
+    install_openapi(app)
+    install_offline_docs(app)
+    install_demo(app, settings)
     _install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
