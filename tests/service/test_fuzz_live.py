@@ -1,0 +1,227 @@
+"""A subset of the fuzz campaign through a real ``facematch serve`` (2 workers, SQLite):
+real HTTP framing, real worker processes, so a crash in native code shows up as a
+dropped connection and a restarted worker instead of killing the test run.
+
+Properties as in test_fuzz_api.py, plus: no transport error (dropped connection),
+the same worker processes at the end as at the start, and no worker restarted
+(counted in the server log). The long run of the same cases is ``bench/fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, update
+
+from facematch.store import db
+from facematch.store.models import AccessToken, Bundle, Organisation
+from facematch.store.security import digest_secret
+from tests.conftest import fresh_database, lfw_image
+from tests.service import fuzz_cases as fz
+from tests.service.keys import client_private_key, public_pem
+from tests.service.live_server import LiveServer, provision, token_from
+from tests.service.test_fuzz_api import EDGE, FUZZ, scaled
+
+pytestmark = [pytest.mark.slow, pytest.mark.lfw]
+
+
+@dataclass
+class Live:
+    server: LiveServer
+    http: httpx.Client
+    database: object  # a SQLAlchemy engine on the server's database
+    target: fz.Target
+    pids: list[int]
+
+    def trials_left(self) -> int:
+        with self.database.connect() as connection:  # type: ignore[attr-defined]
+            return connection.scalar(
+                select(AccessToken.trials_remaining).where(
+                    AccessToken.token_hash == digest_secret(self.target.token)
+                )
+            )
+
+    def check(self, case: fz.Case) -> None:
+        before = self.trials_left()
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in case.headers]
+        try:
+            response = self.http.request(case.method, case.path, headers=headers, content=case.body)
+        except httpx.TransportError as exc:
+            raise AssertionError(f"dropped connection ({exc!r})\ncase: {case.summary()}") from exc
+        problems = fz.violations(
+            case, response.status_code, response.content, before - self.trials_left()
+        )
+        assert not problems, (
+            f"{problems}\nanswer {response.status_code}: {response.content[:300]!r}\n"
+            f"case: {case.summary()}"
+        )
+
+    def assert_alive(self) -> None:
+        assert self.http.get("/healthz").status_code == 200
+        assert self.server.worker_pids() == self.pids, "a worker process was replaced"
+        assert self.server.started_workers() == len(self.pids), "a worker restarted"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, lfw_root: Path) -> Iterator[Live]:
+    with fresh_database("sqlite", tmp_path_factory) as url:
+        data_dir = tmp_path_factory.mktemp("fuzz-live")
+        client = provision(url, quota=None, token_trials=10**9)
+        engine = db.create_db_engine(url)
+        with engine.begin() as connection:
+            connection.execute(
+                update(Bundle).where(Bundle.id == client.bundle_id).values(token_lifetime_s=7200)
+            )
+            org_id = connection.scalar(
+                select(Bundle.organisation_id).where(Bundle.id == client.bundle_id)
+            )
+            connection.execute(
+                update(Organisation)
+                .where(Organisation.id == org_id)
+                .values(rsa_public_key_pem=public_pem(client_private_key()))
+            )
+        with LiveServer(
+            database_url=url, data_dir=data_dir, workers=2, log_path=data_dir / "server.log"
+        ) as server:
+            token = token_from(server.url, client)
+            jpeg = lfw_image(lfw_root, "Aaron_Peirsol", 1).read_bytes()
+            b64 = base64.b64encode(jpeg).decode("ascii")
+            with httpx.Client(base_url=server.url, timeout=120) as http:
+                first = http.post(
+                    "/api/v1/face/match/",
+                    json={"first_img": b64, "second_img": b64, "bundle_key": client.bundle_key},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert first.status_code == 200, first.text
+                target = fz.Target(
+                    token=token,
+                    bundle_key=client.bundle_key,
+                    client_id=client.client_id,
+                    client_secret=client.client_secret,
+                    username=client.username,
+                    password=client.password,
+                    transaction_id=first.json()["transaction_id"],
+                    faces=fz.reencoded(jpeg),
+                )
+                yield Live(server, http, engine, target, server.worker_pids())
+        engine.dispose()
+
+
+def test_well_formed_cases_of_every_endpoint(live: Live) -> None:
+    """Every endpoint, hostile fields, headers, methods, mutated images; valid JSON text."""
+    images = fz.image_texts(live.target)
+    cases = fz.any_case(live.target, images=images, surrogates=False, malformed=False)
+    ran = []
+
+    @settings(FUZZ, max_examples=scaled(200))
+    @given(case=cases)
+    def run(case: fz.Case) -> None:
+        ran.append(case.kind)
+        live.check(case)
+
+    run()
+    assert len(ran) >= scaled(180)
+    live.assert_alive()
+
+
+@pytest.mark.xfail(strict=True, reason=EDGE)
+def test_malformed_json_and_surrogates(live: Live) -> None:
+    """The same through real HTTP with malformed JSON and lone surrogates allowed."""
+
+    @settings(FUZZ, max_examples=scaled(150))
+    @given(case=st_hostile(live.target))
+    def run(case: fz.Case) -> None:
+        live.check(case)
+
+    try:
+        run()
+    finally:
+        live.assert_alive()
+
+
+def st_hostile(target: fz.Target) -> st.SearchStrategy[fz.Case]:
+    return st.one_of(
+        fz.surrogate_cases(target),
+        fz.match_cases(target),
+        fz.transaction_cases(target),
+        st.sampled_from(fz.MALFORMED_JSON_BODIES).map(
+            lambda body: fz.Case(
+                fz.MATCH_V1,
+                "POST",
+                fz.PATHS[fz.MATCH_V1][0],
+                (("Content-Type", "application/json"),),
+                body,
+                "malformed-json",
+            )
+        ),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect 4 of issue 10 (a metrics label per junk HTTP method), fixed on branch "
+    "harden-edge",
+)
+def test_junk_methods_do_not_grow_metrics(live: Live) -> None:
+    """After a few junk methods the label set is bounded: 200 more add nothing."""
+
+    def metrics_size() -> int:
+        return len(live.http.get("/metrics").content)
+
+    for index in range(20):
+        live.http.request(f"WARMUP{index}", "/healthz")
+    before = metrics_size()
+    for index in range(200):
+        live.http.request(f"JUNK{index}", "/api/v1/face/match/")
+    # Counters of already-known series may gain digits; new series add lines.
+    assert metrics_size() - before < 2_000
+
+
+EXTREME_SHAPES = [
+    (70000, 64, "PNG"),
+    (64, 70000, "PNG"),
+    (65000, 64, "JPEG"),
+    (64, 65000, "JPEG"),
+    (16383, 64, "WEBP"),
+    (64, 16383, "WEBP"),
+    (40000, 100, "PNG"),
+    (6000, 6000, "PNG"),
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect 1 of issue 10 (extreme shapes corrupt dlib's heap, the worker aborts), "
+    "fixed on branch harden-envelope",
+)
+def test_extreme_image_shapes_are_refused_without_a_crash(live: Live) -> None:
+    """Flat images of extreme shape (tiny files, huge arrays), in every accepted format:
+    refused or matched, never a crash. Last in the module: on unfixed code it kills a worker."""
+    face = base64.b64encode(live.target.faces[0]).decode("ascii")
+    try:
+        for width, height, fmt in EXTREME_SHAPES:
+            image = base64.b64encode(fz.flat_image(width, height, fmt)).decode("ascii")
+            for fields in (
+                {"first_img": image, "second_img": face},
+                {"first_img": face, "second_img": image},
+            ):
+                body = fz.encode_json(
+                    {**fields, "bundle_key": live.target.bundle_key}, ascii_only=True
+                )
+                headers = (
+                    ("Authorization", f"Bearer {live.target.token}"),
+                    ("Content-Type", "application/json"),
+                )
+                path = fz.PATHS[fz.MATCH_V1][0]
+                live.check(
+                    fz.Case(fz.MATCH_V1, "POST", path, headers, body, f"{fmt} {width}x{height}")
+                )
+    finally:
+        live.assert_alive()
