@@ -18,15 +18,13 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import Engine
 
 from facematch.store import db
-from facematch.store.models import AccessToken, Bundle, Organisation
-from facematch.store.security import digest_secret
 from tests.conftest import fresh_database, lfw_image
 from tests.service import fuzz_cases as fz
-from tests.service.keys import client_private_key, public_pem
-from tests.service.live_server import LiveServer, provision, token_from
+from tests.service import fuzz_target
+from tests.service.live_server import LiveServer
 from tests.service.test_fuzz_api import EDGE, FUZZ, scaled
 
 pytestmark = [pytest.mark.slow, pytest.mark.lfw]
@@ -36,17 +34,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.lfw]
 class Live:
     server: LiveServer
     http: httpx.Client
-    database: object  # a SQLAlchemy engine on the server's database
+    database: Engine  # on the server's database
     target: fz.Target
     pids: list[int]
 
     def trials_left(self) -> int:
-        with self.database.connect() as connection:  # type: ignore[attr-defined]
-            return connection.scalar(
-                select(AccessToken.trials_remaining).where(
-                    AccessToken.token_hash == digest_secret(self.target.token)
-                )
-            )
+        return fuzz_target.trials_left(self.database, self.target.token)
 
     def check(self, case: fz.Case) -> None:
         before = self.trials_left()
@@ -73,45 +66,20 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory, lfw_root: Path) -> Iterator[Live]:
     with fresh_database("sqlite", tmp_path_factory) as url:
         data_dir = tmp_path_factory.mktemp("fuzz-live")
-        client = provision(url, quota=None, token_trials=10**9)
         engine = db.create_db_engine(url)
-        with engine.begin() as connection:
-            connection.execute(
-                update(Bundle).where(Bundle.id == client.bundle_id).values(token_lifetime_s=7200)
-            )
-            org_id = connection.scalar(
-                select(Bundle.organisation_id).where(Bundle.id == client.bundle_id)
-            )
-            connection.execute(
-                update(Organisation)
-                .where(Organisation.id == org_id)
-                .values(rsa_public_key_pem=public_pem(client_private_key()))
-            )
-        with LiveServer(
-            database_url=url, data_dir=data_dir, workers=2, log_path=data_dir / "server.log"
-        ) as server:
-            token = token_from(server.url, client)
-            jpeg = lfw_image(lfw_root, "Aaron_Peirsol", 1).read_bytes()
-            b64 = base64.b64encode(jpeg).decode("ascii")
-            with httpx.Client(base_url=server.url, timeout=120) as http:
-                first = http.post(
-                    "/api/v1/face/match/",
-                    json={"first_img": b64, "second_img": b64, "bundle_key": client.bundle_key},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                assert first.status_code == 200, first.text
-                target = fz.Target(
-                    token=token,
-                    bundle_key=client.bundle_key,
-                    client_id=client.client_id,
-                    client_secret=client.client_secret,
-                    username=client.username,
-                    password=client.password,
-                    transaction_id=first.json()["transaction_id"],
-                    faces=fz.reencoded(jpeg),
-                )
-                yield Live(server, http, engine, target, server.worker_pids())
-        engine.dispose()
+        db.migrate(engine)
+        try:
+            with LiveServer(
+                database_url=url, data_dir=data_dir, workers=2, log_path=data_dir / "server.log"
+            ) as server:
+                jpeg = lfw_image(lfw_root, "Aaron_Peirsol", 1).read_bytes()
+                target = fuzz_target.live_target(engine, url, server.url, jpeg)
+                with httpx.Client(
+                    base_url=server.url, timeout=120, limits=fz.ONE_CONNECTION_PER_CASE
+                ) as http:
+                    yield Live(server, http, engine, target, server.worker_pids())
+        finally:
+            engine.dispose()
 
 
 def test_well_formed_cases_of_every_endpoint(live: Live) -> None:
