@@ -202,9 +202,18 @@ def _shape(case: Case, status: int, body: bytes) -> tuple[Any, str | None]:
         return parsed, "body is not a JSON object"
     if case.endpoint == TOKEN and case.method.upper() == "POST" and status != 405:
         return parsed, _oauth_shape(status, parsed)
+    if case.endpoint == READYZ and case.method.upper() == "GET":
+        return parsed, _readiness_shape(status, parsed)
     if status == 200:
         return parsed, _success_shape(case.endpoint, parsed)
     return parsed, _error_shape(status, parsed)
+
+
+def _readiness_shape(status: int, body: dict[str, Any]) -> str | None:
+    """``/readyz``: ``{"status", "checks"}``, 200 when ready, 503 when not (operations.md)."""
+    wanted = "ready" if status == 200 else "not_ready"
+    ok = set(body) == {"status", "checks"} and body["status"] == wanted
+    return None if ok and isinstance(body["checks"], dict) else f"readyz said {status} {body}"
 
 
 def _error_shape(status: int, body: dict[str, Any]) -> str | None:
@@ -257,8 +266,6 @@ def _success_shape(endpoint: str, body: dict[str, Any]) -> str | None:
         return None if ok else f"encrypted answer of the wrong shape: {sorted(body)}"
     if endpoint == HEALTHZ:
         return None if body == {"status": "alive"} else f"healthz said {body}"
-    if endpoint == READYZ:
-        return None if body.get("status") == "ready" else f"readyz said {body}"
     return None
 
 
