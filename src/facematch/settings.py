@@ -120,6 +120,37 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM, how long in-flight requests may run before workers exit.",
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send a complete request head within this many seconds "
+        "of opening and of each response, or it is closed.",
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, description="How long an idle keep-alive connection stays open, in seconds."
+    )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=4096,
+        description="Largest request head (request line and headers), in bytes; the "
+        "connection is closed above it.",
+    )
+    max_connections: int = Field(
+        512,
+        ge=1,
+        description="Open connections per worker; a further one gets a 503 JSON answer "
+        "and is closed at once.",
+    )
+    api_docs: bool | None = Field(
+        None,
+        description="Serve /docs, /redoc and /openapi.json. Default: on in development, off "
+        "in production (they describe the API to anyone who can reach the port).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, /metrics answers only requests with 'Authorization: Bearer "
+        "<token>'. When unset, /metrics is open in development and off (404) in production.",
+    )
     readiness_timeout_s: float = Field(
         1.0, gt=0, description="Time limit of each /readyz check (database ping), in seconds."
     )

@@ -26,6 +26,8 @@ def matcher():  # type: ignore[no-untyped-def]
 
 # One image key per test session; production mode, so the app refuses to start without it.
 TEST_IMAGE_KEYS = new_key_spec("test-key")
+# Production mode keeps /metrics closed unless a scrape token is configured.
+TEST_METRICS_TOKEN = "test-metrics-scrape-token"
 
 
 def service_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
@@ -35,6 +37,7 @@ def service_settings(database_url: str, data_dir: Path, **overrides: object) -> 
         "warm_up": False,
         "image_keys": TEST_IMAGE_KEYS,
         "purge_interval_s": 0,  # tests run the purge explicitly
+        "metrics_token": TEST_METRICS_TOKEN,
         **overrides,
     }
     return Settings(**fields)  # type: ignore[arg-type]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from facematch.service.app import create_app
+from facematch.service.errors import CATALOGUE
 from facematch.store.models import Transaction
 from facematch.store.sealed import open_reference_embedding
 from facematch.store.vault import VaultError
-from tests.service.support import bearer, issue_token, png_b64, provision
+from tests.service.conftest import service_settings
+from tests.service.support import StubMatcher, bearer, issue_token, png_b64, provision
 
 URL = "/api/v1/face/match/"
 
@@ -238,7 +243,7 @@ def test_quota_is_taken_per_transaction(client: TestClient, faces: dict[str, str
 
 
 def test_openapi_documents_every_endpoint(client: TestClient) -> None:
-    schema = client.get("/openapi.json").json()
+    schema = client.app.openapi()  # type: ignore[attr-defined]
     assert set(schema["paths"]) >= {"/api/o/token/", "/api/v1/face/match/", "/api/v1.1/face/match/"}
     match = schema["paths"]["/api/v1/face/match/"]["post"]
     body = match["requestBody"]["content"]["application/json"]["schema"]
@@ -246,7 +251,31 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
         body["properties"]
     )
     assert {"400", "401", "403", "413", "415", "422", "429", "500"} <= set(match["responses"])
-    assert client.get("/docs").status_code == 200
+
+
+DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
+
+
+@pytest.mark.parametrize(
+    ("environment", "api_docs", "served"),
+    [
+        ("production", None, False),  # the default: no map of the API for whoever connects
+        ("production", True, True),
+        ("development", None, True),
+        ("development", False, False),
+    ],
+)
+def test_api_docs_follow_environment_and_setting(
+    tmp_path: Path, environment: str, api_docs: bool | None, served: bool
+) -> None:
+    settings = service_settings("sqlite://", tmp_path, environment=environment, api_docs=api_docs)
+    app = create_app(settings, matcher=StubMatcher(model_id="stub"))  # type: ignore[arg-type]
+    client = TestClient(app)  # no lifespan: these routes need neither engine nor database
+    for path in DOC_PATHS:
+        response = client.get(path)
+        assert response.status_code == (200 if served else 404), path
+        if not served:
+            assert response.json()["error_code"] == CATALOGUE["not_found"].code
 
 
 def test_unreadable_images_are_processing_errors(client: TestClient, faces: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ from facematch.service.app import create_app
 from facematch.service.errors import CATALOGUE
 from facematch.service.serving import DeadlineMiddleware
 from facematch.store.models import Transaction
-from tests.service.conftest import service_settings
+from tests.service.conftest import TEST_METRICS_TOKEN, service_settings
 from tests.service.support import StubMatcher, bearer, issue_token, provision, script
 
 URL = "/api/v1/face/match/"
@@ -25,7 +25,8 @@ URL = "/api/v1/face/match/"
 
 def _samples(client: TestClient) -> dict[str, list[tuple[dict[str, str], float]]]:
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    scrape = client.get("/metrics", headers=bearer(TEST_METRICS_TOKEN))
+    for family in text_string_to_metric_families(scrape.text):
         for sample in family.samples:
             out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
     return out

@@ -108,7 +108,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     from facematch.commands.transactions import check_image_keys
-    from facematch.service.http_protocol import NoDelayHTTPProtocol
+    from facematch.service.http_protocol import GuardedHTTPProtocol
     from facematch.service.logging import configure_logging
     from facematch.service.workpool import default_threads
     from facematch.settings import get_settings
@@ -132,8 +132,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             log_config=None,
             access_log=False,
             server_header=False,
-            # uvicorn leaves Nagle's algorithm on with several workers (see module).
-            http=NoDelayHTTPProtocol,
+            # Nagle off, head deadline and size, connection limit (see the module).
+            http=GuardedHTTPProtocol,
+            timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
+            h11_max_incomplete_event_size=settings.max_header_bytes,
             timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
         )
     finally:

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from facematch import __version__
 from facematch.service.body_limit import BodyLimitMiddleware
@@ -75,6 +76,14 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def api_docs_enabled(settings: Settings) -> bool:
+    """/docs, /redoc and /openapi.json: on in development unless turned off, off in
+    production unless turned on (they map the API for anyone who reaches the port)."""
+    if settings.api_docs is not None:
+        return settings.api_docs
+    return settings.environment == "development"
+
+
 def create_app(settings: Settings | None = None, *, matcher: FaceMatcher | None = None) -> FastAPI:
     """The service app. ``matcher`` lets tests share one loaded engine between apps."""
     settings = settings or get_settings()
@@ -99,11 +108,15 @@ def create_app(settings: Settings | None = None, *, matcher: FaceMatcher | None 
             app.state.pool.shutdown(wait=True)
             engine.dispose()
 
+    docs = api_docs_enabled(settings)
     app = FastAPI(
         title="facematch",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
         redirect_slashes=False,  # both slash forms are routed; never answer with a redirect
     )
     app.state.settings = settings
@@ -111,7 +124,11 @@ def create_app(settings: Settings | None = None, *, matcher: FaceMatcher | None 
     app.include_router(face_match.router)
     app.include_router(transactions.router)
     _install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        large_body_prefixes=face_match.IMAGE_PATH_PREFIXES,
+    )
     # Request ids, metrics, probes, deadlines, graceful shutdown: outside the body limit,
     # so even a 413 carries a request id and is counted.
     install_serving(app, settings)
@@ -149,6 +166,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         name = "missing_field" if first.get("type") == "missing" else "invalid_field"
         error = ApiError(name, field=str(loc[0]) if loc else None)
         return _json(error.entry.status, error.body())
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # The client left mid-body: nobody reads this answer, and it is not our fault
+        # (no 500, no traceback in the log).
+        error = ApiError(CATALOGUE["bad_request"])
+        return _json(error.entry.status, error.body(), {"Connection": "close"})
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,8 +2,13 @@
 
 Order of checks for a service call (each raises a catalogue :class:`ApiError`):
 
-1. :data:`ServiceBodyDep` — JSON media type (415), parsable JSON object (400),
-   ``lang`` valid (400). Nothing is consumed yet: these requests cost no trial.
+1. :data:`ServiceBodyDep` — JSON media type (415); a body that may be big
+   (over :data:`PEEK_BODY_BYTES` declared, or chunked) is read only after the
+   bearer token is found live from the headers alone (403, in English or the
+   ``Accept-Language``, connection closed): an anonymous client cannot make
+   the server buffer or parse megabytes. Then a parsable JSON object (400,
+   parsed off the event loop when big) and a valid ``lang`` (400). Nothing is
+   consumed yet: these requests cost no trial.
 2. :data:`CurrentToken` — bearer token from ``Authorization`` (or the
    ``Authentication`` header Valify's docs name): unknown/revoked, expired or
    used up → 403. Otherwise one trial is consumed, atomically in SQL, and
@@ -14,20 +19,26 @@ Order of checks for a service call (each raises a catalogue :class:`ApiError`):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from facematch.service.errors import DEFAULT_LANG, LANGS, ApiError
+from facematch.service.json_body import InvalidJsonError, parse_json_object
 from facematch.store import repository
 from facematch.store.models import AccessToken, Bundle, utcnow
 
 JSON_MEDIA_TYPES = ("application/json",)
 AUTH_HEADERS = ("authorization", "authentication")
+# Bodies up to this size are read before authentication, so that even a refusal
+# speaks the body's ``lang``; larger ones only once the token is known live.
+PEEK_BODY_BYTES = 64 * 1024
+# Parsing a multi-megabyte JSON body takes tens of milliseconds: off the event loop.
+OFF_LOOP_PARSE_BYTES = 256 * 1024
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -69,16 +80,50 @@ def _lang_of(data: dict[str, Any]) -> str:
     return lang.strip().lower()
 
 
-async def service_body(request: Request) -> ServiceBody:
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None or not value.isdigit():
+        return None  # chunked (or a malformed header, which the server refuses itself)
+    return int(value)
+
+
+def header_lang(request: Request) -> str:
+    """The language of an answer given before the body (and its ``lang``) is read."""
+    accept = request.headers.get("accept-language", "")
+    return "ar" if accept.strip().lower().startswith("ar") else DEFAULT_LANG
+
+
+def _require_live_token(request: Request, session: Session) -> None:
+    """Refuse from the headers a request whose token is missing, unknown or dead.
+
+    The body is not read, so the connection is closed after the answer instead
+    of draining what the client still sends.
+    """
+    lang = header_lang(request)
+    close = {"Connection": "close"}
+    try:
+        token = presented_token(request, session, lang=lang)
+    except ApiError as exc:
+        exc.headers = {**(exc.headers or {}), **close}
+        raise
+    if token.expires_at <= utcnow():
+        raise ApiError("token_expired", lang=lang, headers=close)
+
+
+async def service_body(request: Request, session: SessionDep) -> ServiceBody:
     if not _is_json(request.headers.get("content-type")):
         raise ApiError("unsupported_media_type")
+    declared = _declared_length(request)
+    if declared is None or declared > PEEK_BODY_BYTES:
+        await run_in_threadpool(_require_live_token, request, session)
     raw = await request.body()
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if len(raw) > OFF_LOOP_PARSE_BYTES:
+            data = await run_in_threadpool(parse_json_object, raw)
+        else:
+            data = parse_json_object(raw)
+    except InvalidJsonError as exc:
         raise ApiError("invalid_json") from exc
-    if not isinstance(data, dict):
-        raise ApiError("invalid_json")
     return ServiceBody(data=data, lang=_lang_of(data))
 
 
@@ -114,9 +159,14 @@ def presented_token(request: Request, session: Session, *, lang: str) -> AccessT
     presented = bearer_token(request)
     if presented is None:
         raise ApiError("token_missing", lang=lang)
+    # Found once per request: a big body's header check already looked it up.
+    known: tuple[str, AccessToken] | None = getattr(request.state, "presented_token", None)
+    if known is not None and known[0] == presented:
+        return known[1]
     token = repository.find_token(session, access_token=presented)
     if token is None or token.revoked_at is not None:
         raise ApiError("token_invalid", lang=lang)
+    request.state.presented_token = (presented, token)
     return token
 
 

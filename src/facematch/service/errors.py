@@ -181,6 +181,13 @@ _ENTRIES = [
         "The server could not finish the request in time; retry later.",
         "تعذّر على الخادم إنهاء الطلب في الوقت المحدد؛ أعد المحاولة لاحقًا.",
     ),
+    ErrorEntry(
+        "too_many_connections",
+        503,
+        1304,
+        "The server has too many open connections; retry later.",
+        "لدى الخادم عدد كبير جدًا من الاتصالات المفتوحة؛ أعد المحاولة لاحقًا.",
+    ),
     # --- server faults (15xx) ------------------------------------------------
     ErrorEntry(
         "internal_error",

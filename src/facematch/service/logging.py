@@ -30,6 +30,8 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from facematch.service.metrics import method_label
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -37,6 +39,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = "x-request-id"
+LOGGED_PATH_CHARS = 200
 ACCESS_LOGGER = "facematch.access"
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -259,9 +262,10 @@ class RequestIdMiddleware:
             self.logger.info(
                 "request",
                 extra={
-                    "method": scope.get("method"),
+                    "method": method_label(scope),
                     "route": route,
-                    "path": scope.get("path") if route is None else None,
+                    # Unmatched paths are the client's text: logged, but bounded.
+                    "path": scope.get("path", "")[:LOGGED_PATH_CHARS] if route is None else None,
                     "status": status,
                     "duration_ms": round(1000 * (time.perf_counter() - start), 1),
                 },

@@ -56,7 +56,13 @@ UNMATCHED_ROUTE = "<unmatched>"
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
-__all__ = ["CONTENT_TYPE_LATEST", "MetricsMiddleware", "ServiceMetrics", "multiprocess_dir"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "MetricsMiddleware",
+    "ServiceMetrics",
+    "method_label",
+    "multiprocess_dir",
+]
 
 
 def multiprocess_dir() -> Path | None:
@@ -164,6 +170,17 @@ class ServiceMetrics:
         return generate_latest(combined)
 
 
+# Any token is a valid HTTP method on the wire; only these become label values.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+
+
+def method_label(scope: Scope) -> str:
+    """The request's method, or ``OTHER``: label values (and log fields) stay a fixed set."""
+    method = scope.get("method", "")
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
 def _route_template(scope: Scope) -> str:
     # Starlette stores the matched route in the scope; its path is the template
     # ("/api/v1/face/match/"), never the raw path, so label cardinality stays bounded.
@@ -214,8 +231,7 @@ class MetricsMiddleware:
             self.metrics.in_progress.dec()
             elapsed = time.perf_counter() - start
             route = _route_template(scope)
-            method = scope.get("method", "")
-            labels = (method, route, str(status))
+            labels = (method_label(scope), route, str(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(elapsed)
             if status >= 400:

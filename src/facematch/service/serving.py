@@ -39,7 +39,7 @@ from facematch.engine.errors import EngineError
 from facematch.service.errors import CATALOGUE, ApiError
 from facematch.service.logging import RequestIdMiddleware
 from facematch.service.metrics import MetricsMiddleware, ServiceMetrics
-from facematch.service.routes.health import Readiness, blocking_check
+from facematch.service.routes.health import MetricsAccess, Readiness, blocking_check
 from facematch.service.routes.health import router as ops_router
 from facematch.service.workpool import BoundPool, DeadlineExceeded, Overloaded, WorkPool
 from facematch.settings import Settings
@@ -220,6 +220,13 @@ def database_probe(app: FastAPI) -> Callable[[], None]:
     return probe
 
 
+def metrics_access(settings: Settings) -> MetricsAccess:
+    """``/metrics`` behind its token when one is set; else open only in development."""
+    if settings.metrics_token is not None:
+        return MetricsAccess(enabled=True, token=settings.metrics_token.get_secret_value())
+    return MetricsAccess(enabled=settings.environment == "development")
+
+
 def install_serving(app: FastAPI, settings: Settings) -> None:
     """Add metrics, request ids, probes, deadlines and graceful shutdown to ``app``.
 
@@ -230,6 +237,7 @@ def install_serving(app: FastAPI, settings: Settings) -> None:
     metrics = ServiceMetrics()
     readiness = Readiness(timeout_s=settings.readiness_timeout_s)
     app.state.metrics = metrics
+    app.state.metrics_access = metrics_access(settings)
     app.include_router(ops_router)
     app.add_exception_handler(Overloaded, _on_overloaded)
     app.add_exception_handler(DeadlineExceeded, _on_deadline)

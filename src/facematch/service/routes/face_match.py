@@ -36,6 +36,11 @@ from facematch.store.models import Bundle
 
 router = APIRouter(tags=["face match"])
 
+V1_PATH = "/api/v1/face/match"
+V11_PATH = "/api/v1.1/face/match"
+# The only endpoints whose bodies carry images (the body limit is per path).
+IMAGE_PATH_PREFIXES = (V1_PATH, V11_PATH)
+
 
 async def engine_capacity(request: Request, body: ServiceBodyDep) -> AsyncIterator[BoundPool]:
     """A work-pool slot held for the whole request; when none is free, 429 at once,
@@ -142,8 +147,8 @@ async def face_match_v11(
 
 
 for prefix, endpoint, wrapped in (
-    ("/api/v1/face/match", face_match, False),
-    ("/api/v1.1/face/match", face_match_v11, True),
+    (V1_PATH, face_match, False),
+    (V11_PATH, face_match_v11, True),
 ):
     for path, visible in ((prefix + "/", True), (prefix, False)):
         router.add_api_route(

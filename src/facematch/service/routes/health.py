@@ -6,8 +6,11 @@
 * ``/readyz`` — this worker should receive traffic: every readiness check
   (models loaded, database reachable, not shutting down) passes within a short
   timeout. 200 ``{"status": "ready", "checks": {...}}`` or 503
-  ``{"status": "not_ready", ...}`` naming the check that failed.
-* ``/metrics`` — Prometheus text exposition (see :mod:`facematch.service.metrics`).
+  ``{"status": "not_ready", ...}`` naming the check that failed, as ``failed``
+  or ``timed out`` only: the reason (a driver's error line can carry host
+  names, users, paths) goes to the log, once per change, not to whoever asks.
+* ``/metrics`` — Prometheus text exposition (see :mod:`facematch.service.metrics`),
+  guarded by a :class:`MetricsAccess` (open, bearer secret, or off).
 
 None of them needs a token or runs on the CPU work pool, so probes still
 answer while the pool is saturated.
@@ -17,12 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import logging
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facematch.service.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 
@@ -30,7 +37,28 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 
 router = APIRouter(tags=["operations"])
 
-__all__ = ["Readiness", "blocking_check", "router"]
+__all__ = ["MetricsAccess", "Readiness", "blocking_check", "router"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MetricsAccess:
+    """Who may read ``/metrics``: everyone, holders of ``token``, or nobody (404)."""
+
+    enabled: bool
+    token: str | None = None
+
+    def allows(self, request: Request) -> bool:
+        if not self.enabled:
+            return False
+        if self.token is None:
+            return True
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        expected = self.token.encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode("utf-8", "replace"), expected
+        )
 
 
 class Readiness:
@@ -39,6 +67,7 @@ class Readiness:
     def __init__(self, *, timeout_s: float = 1.0) -> None:
         self.timeout_s = timeout_s
         self._checks: dict[str, ReadinessCheck] = {}
+        self._last: dict[str, str] = {}
         self.shutting_down = False
 
     def add(self, name: str, check: ReadinessCheck) -> None:
@@ -48,22 +77,32 @@ class Readiness:
         """``{name: "ok" | reason}`` for every check, run concurrently."""
         names = list(self._checks)
         results = await asyncio.gather(
-            *(self._run(self._checks[name]) for name in names), return_exceptions=False
+            *(self._run(name, self._checks[name]) for name in names), return_exceptions=False
         )
         outcome = dict(zip(names, results, strict=True))
         if self.shutting_down:
             outcome["shutdown"] = "shutting down"
         return outcome
 
-    async def _run(self, check: ReadinessCheck) -> str:
+    async def _run(self, name: str, check: ReadinessCheck) -> str:
         try:
             await asyncio.wait_for(check(), self.timeout_s)
         except TimeoutError:
-            return f"timed out after {self.timeout_s:g} s"
+            self._log_change(name, f"timed out after {self.timeout_s:g} s")
+            return "timed out"
         except Exception as exc:  # a failing check is reported, never raised
             first_line = (str(exc).strip().splitlines() or [""])[0]
-            return f"{type(exc).__name__}: {first_line[:200]}"
+            self._log_change(name, f"{type(exc).__name__}: {first_line[:200]}")
+            return "failed"
+        self._log_change(name, "ok")
         return "ok"
+
+    def _log_change(self, name: str, outcome: str) -> None:
+        # Probes run every few seconds: log a check's outcome when it changes, not each time.
+        if self._last.get(name, "ok") != outcome:
+            level = logging.INFO if outcome == "ok" else logging.WARNING
+            logger.log(level, "readiness check changed", extra={"check": name, "outcome": outcome})
+        self._last[name] = outcome
 
 
 def blocking_check(fn: Callable[[], Any], *, name: str = "check") -> ReadinessCheck:
@@ -138,6 +177,10 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
+    access: MetricsAccess | None = getattr(request.app.state, "metrics_access", None)
+    if access is not None and not access.allows(request):
+        # The same answer as for any unknown path: nothing to learn from probing it.
+        raise StarletteHTTPException(404)
     registry: ServiceMetrics = request.app.state.metrics
     # Reading the multiprocess files is file I/O; keep it off the event loop.
     body = await asyncio.to_thread(registry.expose)

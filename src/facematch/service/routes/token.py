@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from facematch.service.auth import SessionDep
-from facematch.service.errors import DEFAULT_LANG, LANGS, OAuthError
+from facematch.service.errors import DEFAULT_LANG, LANGS, ApiError, OAuthError
 from facematch.service.schemas import OAuthErrorResponse, TokenResponse
 from facematch.settings import Settings
 from facematch.store import repository
@@ -148,6 +148,8 @@ async def token(request: Request, session: SessionDep) -> JSONResponse:
         raise OAuthError("oauth_invalid_request")
     try:
         raw_form = await request.form()
+    except ApiError:  # the body limit, raised while the form is read
+        raise
     except Exception as exc:  # malformed multipart: the client's fault
         raise OAuthError("oauth_invalid_request") from exc
     form = {key: value for key, value in raw_form.items() if isinstance(value, str)}

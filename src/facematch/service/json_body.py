@@ -1,0 +1,75 @@
+"""Parse a request body as one JSON object, refusing what the service must never hold.
+
+Python's ``json`` accepts more than the service can safely pass on. Each of
+these used to escape as an unexpected exception (a 500 and a traceback in the
+log); here they are all :class:`InvalidJsonError`, which the routes answer with the
+catalogue's ``invalid_json``:
+
+* integers longer than Python's digit limit (``ValueError``, not a
+  ``JSONDecodeError``);
+* nesting deep enough to exhaust the parser's recursion (``RecursionError``),
+  and anything nested deeper than :data:`MAX_DEPTH` (no request field is more
+  than two levels down, and later code must never walk a deep tree);
+* ``NaN`` / ``Infinity`` literals, which are not JSON;
+* lone UTF-16 surrogates (``"\\ud800"``): legal escapes in JSON's grammar but
+  not Unicode text (I-JSON, RFC 7493 §2.1, forbids them); they make every
+  later ``str.encode`` fail (token digests, database parameters, logs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "InvalidJsonError", "parse_json_object"]
+
+MAX_DEPTH = 16
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class InvalidJsonError(ValueError):
+    """The body is not one well-formed JSON object the service accepts."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJsonError(f"{name} is not JSON")
+
+
+def _has_surrogate(text: str) -> bool:
+    # isascii() reads a flag of the string object: free for base64 images.
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _check_tree(root: dict[str, Any]) -> None:
+    """Depth and text checks, iteratively (a recursive walk is what we guard against)."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                raise InvalidJsonError("unpaired surrogate in a string")
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise InvalidJsonError(f"nested deeper than {MAX_DEPTH} levels")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if _has_surrogate(key):
+                        raise InvalidJsonError("unpaired surrogate in a key")
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in value)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a dict, or :class:`InvalidJsonError`. Pure and thread-safe: callers
+    run it off the event loop for big bodies."""
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError included
+        raise InvalidJsonError(str(exc)[:200]) from exc
+    if not isinstance(data, dict):
+        raise InvalidJsonError("the body is not a JSON object")
+    _check_tree(data)
+    return data
