@@ -69,7 +69,8 @@ STATUSES: dict[str, frozenset[int]] = {
     FETCH_IMAGES: frozenset(_SERVICE | {200, 404, 410}),
     HEALTHZ: frozenset({200}),
     READYZ: frozenset({200, 503}),
-    METRICS: frozenset({200}),
+    # 404 in production unless FACEMATCH_METRICS_TOKEN is set and presented.
+    METRICS: frozenset({200, 404}),
 }
 # Endpoints whose authenticated calls take one trial (docs/api.md "Trials").
 SPENDS_TRIAL = frozenset({MATCH_V1, MATCH_V11})
@@ -156,12 +157,19 @@ ONE_CONNECTION_PER_CASE = httpx.Limits(max_keepalive_connections=0)
 # --- the oracle -------------------------------------------------------------------------
 
 
+# Any connection may meet the per-worker connection limit (503 too_many_connections);
+# any body over the small-body limit of an endpoint without images is a 413 first.
+ANY_REQUEST = frozenset({503})
+SMALL_BODY_BYTES = 64 * 1024
+
+
 def expected_statuses(case: Case) -> frozenset[int]:
+    extra = ANY_REQUEST | ({413} if len(case.body) > SMALL_BODY_BYTES else set())
     if case.endpoint == UNKNOWN:
-        return frozenset({404, 405})
+        return frozenset({404, 405}) | extra
     if case.method.upper() not in METHODS[case.endpoint]:
-        return frozenset({405})
-    return STATUSES[case.endpoint]
+        return frozenset({405}) | extra
+    return STATUSES[case.endpoint] | extra
 
 
 def violations(case: Case, status: int, body: bytes, trials_spent: int | None) -> list[str]:
@@ -541,6 +549,8 @@ def _auth_headers(draw: st.DrawFn, target: Target) -> list[tuple[str, str]]:
         "empty": [("Authorization", "")],
         "two": [("Authorization", f"Bearer {junk}"), ("Authentication", f"Bearer {target.token}")],
     }[choice]
+    if draw(st.integers(0, 5)) == 0:  # the language of refusals made before the body is read
+        headers.append(("Accept-Language", draw(st.sampled_from(("ar", "ar-EG,en;q=0.5", "*")))))
     return list(headers)
 
 

@@ -226,14 +226,12 @@ def test_mutated_images_of_every_format(fuzz: Harness) -> None:
     done()
 
 
-# --- properties that fail until a defect of issue 10 is fixed ------------------------------
-
-EDGE = "defect 2 of issue 10 (malformed JSON, lone surrogates → 500), fixed on branch harden-edge"
+# --- properties of defects of issue 10 -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=EDGE)
 def test_malformed_json_bodies(fuzz: Harness) -> None:
-    """Huge integers, deep nesting, invalid UTF-8, BOMs...: a catalogue 400, never a 500."""
+    """Huge integers, deep nesting, invalid UTF-8, BOMs...: a catalogue 400, never a 500
+    (defect 2 of issue 10)."""
     endpoints = st.sampled_from((fz.MATCH_V1, fz.MATCH_V11, fz.INQUIRE, fz.FETCH_IMAGES))
 
     @settings(FUZZ, max_examples=fuzz.examples(200))
@@ -251,9 +249,9 @@ def test_malformed_json_bodies(fuzz: Harness) -> None:
     run()
 
 
-@pytest.mark.xfail(strict=True, reason=EDGE)
 def test_lone_surrogates_in_every_field(fuzz: Harness) -> None:
-    """Unicode with lone surrogates (escaped or raw) in every field of every JSON endpoint."""
+    """Unicode with lone surrogates (escaped or raw) in every field of every JSON endpoint
+    (defect 2 of issue 10)."""
     cases = st.one_of(
         fz.surrogate_cases(fuzz.target),
         fz.match_cases(fuzz.target),
