@@ -84,6 +84,7 @@ class FaceMatcher:
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
             min_side_px=settings.min_image_side_px,
+            max_full_decode_pixels=settings.max_full_decode_pixels,
         )
         return cls(
             embedder=embedder,
