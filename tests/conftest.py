@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,31 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from facematch.store import security
+
 DEFAULT_LFW_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw-view1"
+
+# --- password hashing cost ------------------------------------------------------
+
+# The production scrypt cost (128 MiB, ~0.4 s) on every user a test creates would
+# add minutes; tests that are about hashing are marked ``real_password_cost``.
+CHEAP_PASSWORD_COST = security.ScryptCost(n=2**10, r=8, p=1)
+
+
+@functools.cache
+def _cheap_dummy_hash() -> str:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(security, "PASSWORD_COST", CHEAP_PASSWORD_COST)
+        return security.hash_password("facematch-timing-equaliser")
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_cost(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cheap scrypt cost (and a dummy hash made with it), unless the test is marked."""
+    if request.node.get_closest_marker("real_password_cost") is not None:
+        return
+    monkeypatch.setattr(security, "PASSWORD_COST", CHEAP_PASSWORD_COST)
+    monkeypatch.setattr(security, "DUMMY_PASSWORD_HASH", _cheap_dummy_hash())
 
 
 def lfw_root_path() -> Path:

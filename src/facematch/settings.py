@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderName = Literal["onnx", "dlib"]
 
+# Longest access-token lifetime a bundle may set (1 hour, six times Valify's 600 s).
+# A token is a bearer credential: the bound caps how long a leaked one works
+# where nobody revokes it. Clients that need longer sessions use the refresh grant.
+MAX_TOKEN_LIFETIME_S = 3600
+
 
 class Settings(BaseSettings):
     """All settings of a facematch process. Units are in the field names."""
@@ -80,8 +85,9 @@ class Settings(BaseSettings):
     token_lifetime_s: int = Field(
         600,
         gt=0,
+        le=MAX_TOKEN_LIFETIME_S,
         description="Access-token lifetime for new bundles, in seconds (each bundle stores "
-        "its own).",
+        "its own); at most 3600.",
     )
     token_trials: int = Field(
         3,
@@ -91,6 +97,30 @@ class Settings(BaseSettings):
     )
     refresh_token_lifetime_s: int = Field(
         86_400, gt=0, description="How long a refresh token can be exchanged, in seconds."
+    )
+    token_throttle_username_failures: int = Field(
+        10,
+        ge=0,
+        description="Failed token requests one username may make per token_throttle_window_s "
+        "before it gets 429 slow_down (per worker process; 0 = no limit).",
+    )
+    token_throttle_client_failures: int = Field(
+        50,
+        ge=0,
+        description="Failed token requests one client address may make per "
+        "token_throttle_window_s before it gets 429 slow_down (per worker process; 0 = no limit).",
+    )
+    token_throttle_window_s: int = Field(
+        900,
+        gt=0,
+        description="Window of the token endpoint's failure limits, in seconds: the limits "
+        "drain evenly over it.",
+    )
+    password_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Token requests whose password check (scrypt, 128 MiB each) runs at once "
+        "per worker; further ones wait their turn.",
     )
     max_body_bytes: int = Field(
         16 * 1024 * 1024,

@@ -38,6 +38,10 @@ def service_settings(database_url: str, data_dir: Path, **overrides: object) -> 
         "image_keys": TEST_IMAGE_KEYS,
         "purge_interval_s": 0,  # tests run the purge explicitly
         "metrics_token": TEST_METRICS_TOKEN,
+        # The shared apps see every test's failed logins from one address; the
+        # throttle has its own app and limits in test_token_throttle.py.
+        "token_throttle_client_failures": 0,
+        "token_throttle_username_failures": 0,
         **overrides,
     }
     return Settings(**fields)  # type: ignore[arg-type]

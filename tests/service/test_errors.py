@@ -245,6 +245,7 @@ COVERED_ELSEWHERE = {
     "stored_data_unreadable": "tests/service/test_transactions.py",
     # Sent by the HTTP protocol before the app sees the connection.
     "too_many_connections": "tests/service/test_http_protocol.py",
+    "oauth_slow_down": "tests/service/test_token_throttle.py",
 }
 
 

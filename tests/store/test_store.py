@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -209,3 +211,28 @@ def test_password_hashes_are_salted_and_verified() -> None:
     assert not verify_password("pw", "not-a-hash")
     assert secret_matches("abc", digest_secret("abc"))
     assert not secret_matches("abd", digest_secret("abc"))
+
+
+def test_sqlite_files_are_private_to_the_owner(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The usual umask would give SQLite's own files 0644: readable by every local user.
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "data" / "facematch.sqlite3"
+        engine = db.create_db_engine(f"sqlite:///{path}")
+        with engine.begin() as connection:  # a write in WAL mode creates -wal and -shm
+            connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+            files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+            for file in files:
+                assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+        engine.dispose()
+    finally:
+        os.umask(previous)
+
+
+def test_existing_world_readable_sqlite_file_is_tightened(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "facematch.sqlite3"
+    path.touch()
+    path.chmod(0o644)
+    db.create_db_engine(f"sqlite:///{path}").dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -20,6 +20,7 @@ import click
 
 from facematch.commands.options import bundle_id_option
 from facematch.commands.transactions import COMMANDS as TRANSACTION_COMMANDS
+from facematch.settings import MAX_TOKEN_LIFETIME_S
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -178,10 +179,11 @@ def _bundle_options(function: Any) -> Any:
         ),
         click.option(
             "--token-lifetime-s",
-            type=click.IntRange(min=1),
+            type=click.IntRange(min=1, max=MAX_TOKEN_LIFETIME_S),
             default=None,
             envvar="FACEMATCH_TOKEN_LIFETIME_S",
-            help="Access-token lifetime in seconds (default: settings).",
+            help=f"Access-token lifetime in seconds, at most {MAX_TOKEN_LIFETIME_S} "
+            "(default: settings).",
         ),
         click.option(
             "--retention-days",
@@ -423,6 +425,42 @@ def revoke_tokens(
             ),
         )
         click.echo(f"{count} token(s) revoked")
+
+
+@admin.command("deactivate-user")
+@click.option(
+    "--username",
+    "-u",
+    required=True,
+    envvar="FACEMATCH_ADMIN_USERNAME",
+    help="The user to deactivate.",
+)
+@pass_admin
+def deactivate_user(admin_ctx: AdminContext, username: str) -> None:
+    """Deactivate a user: its live tokens are revoked at once and it gets no new ones."""
+    from facematch.store import repository
+
+    with admin_ctx.session() as session:
+        user, count = repository.deactivate_user(session, username=username)
+        click.echo(f"user {user.username!r} deactivated; {count} token(s) revoked")
+
+
+@admin.command("deactivate-app")
+@click.option(
+    "--client-id",
+    required=True,
+    envvar="FACEMATCH_ADMIN_CLIENT_ID",
+    help="The OAuth application to deactivate.",
+)
+@pass_admin
+def deactivate_app(admin_ctx: AdminContext, client_id: str) -> None:
+    """Deactivate an OAuth application: the tokens it issued are revoked at once and it
+    issues no new ones."""
+    from facematch.store import repository
+
+    with admin_ctx.session() as session:
+        app, count = repository.deactivate_application(session, client_id=client_id)
+        click.echo(f"application {app.client_id!r} deactivated; {count} token(s) revoked")
 
 
 @admin.command("rotate-bundle-key")

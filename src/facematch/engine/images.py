@@ -144,9 +144,11 @@ def decode_base64(text: str | bytes, *, max_bytes: int) -> bytes:
 
     ASCII whitespace anywhere is ignored; anything else outside the base64
     alphabet, wrong padding or an empty payload raises
-    :class:`InvalidBase64Error`. The URL-safe alphabet (``-``/``_``) is accepted
-    when used consistently. Text that would decode to more than ``max_bytes``
-    raises :class:`ImageTooLargeError` before it is decoded.
+    :class:`InvalidBase64Error`. Padding may be left out altogether (many
+    clients strip it); when present it must be complete. The URL-safe alphabet
+    (``-``/``_``) is accepted when used consistently. Text that would decode to
+    more than ``max_bytes`` raises :class:`ImageTooLargeError` before it is
+    decoded.
     """
     if max_bytes <= 0:
         raise ValueError("max_bytes must be positive")
@@ -180,6 +182,8 @@ def decode_base64(text: str | bytes, *, max_bytes: int) -> bytes:
         if b"+" in payload or b"/" in payload:
             raise InvalidBase64Error("base64 text mixes the standard and URL-safe alphabets")
         payload = payload.translate(bytes.maketrans(b"-_", b"+/"))
+    if len(payload) % 4 in (2, 3) and b"=" not in payload:
+        payload += b"=" * (-len(payload) % 4)  # unpadded: restore what was stripped
     try:
         data = binascii.a2b_base64(payload, strict_mode=True)
     except binascii.Error as exc:

@@ -13,8 +13,11 @@ Order of checks for a service call (each raises a catalogue :class:`ApiError`):
    ``Authentication`` header Valify's docs name): unknown/revoked, expired or
    used up → 403. Otherwise one trial is consumed, atomically in SQL, and
    committed at once, so every later failure of the call has cost a trial.
-3. :data:`BundleDep` — ``bundle_key`` present (400) and the key of an active
-   bundle of the token's organisation (401).
+3. :data:`BundleDep` — ``bundle_key`` present (400) and the key of the token's
+   own bundle, the bundle of the OAuth application that issued it, still active
+   (401). Another bundle's key, even of the same organisation, gets the same
+   answer as an unknown key: a business unit's token never spends another
+   unit's quota, and the answer does not tell whether the key exists.
 """
 
 from __future__ import annotations
@@ -225,10 +228,14 @@ def _bundle_key(fields: dict[str, Any], auth: AuthContext) -> str:
 
 
 def resolve_bundle(session: Session, fields: dict[str, Any], auth: AuthContext) -> Bundle:
-    """The active bundle named by ``bundle_key``; it must belong to the token's organisation."""
+    """The active bundle named by ``bundle_key``; it must be the token's own bundle."""
     key = _bundle_key(fields, auth)
     bundle = repository.find_bundle_by_key(session, key=key)
-    if bundle is None or bundle.organisation_id != auth.token.organisation_id:
+    if (
+        bundle is None
+        or bundle.id != auth.token.bundle_id
+        or bundle.organisation_id != auth.token.organisation_id
+    ):
         raise ApiError("bundle_invalid", lang=auth.lang, trials_remaining=auth.trials_remaining)
     return bundle
 

@@ -414,6 +414,15 @@ _ENTRIES = [
         "نوع المنح غير مدعوم؛ استخدم 'password' أو 'refresh_token'.",
         oauth_error="unsupported_grant_type",
     ),
+    ErrorEntry(
+        "oauth_slow_down",
+        429,
+        3005,
+        "Too many failed attempts; retry after the number of seconds in Retry-After.",
+        "محاولات فاشلة كثيرة جدًا؛ أعد المحاولة بعد عدد الثواني المذكور في Retry-After.",
+        # RFC 8628's token-endpoint error for "send fewer requests".
+        oauth_error="slow_down",
+    ),
 ]
 
 CATALOGUE: dict[str, ErrorEntry] = {entry.name: entry for entry in _ENTRIES}
@@ -513,12 +522,19 @@ class ApiError(Exception):
 class OAuthError(Exception):
     """Raised by the token endpoint; rendered in the OAuth 2.0 error shape."""
 
-    def __init__(self, entry: ErrorEntry | str, *, lang: str = DEFAULT_LANG) -> None:
+    def __init__(
+        self,
+        entry: ErrorEntry | str,
+        *,
+        lang: str = DEFAULT_LANG,
+        retry_after_s: int | None = None,
+    ) -> None:
         self.entry = CATALOGUE[entry] if isinstance(entry, str) else entry
         if self.entry.oauth_error is None:
             raise ValueError(f"{self.entry.name} is not an OAuth error")
         super().__init__(self.entry.name)
         self.lang = lang
+        self.retry_after_s = retry_after_s
 
     def body(self) -> dict[str, str]:
         return {
@@ -531,4 +547,6 @@ class OAuthError(Exception):
         # RFC 6749 §5.2: a 401 invalid_client names the scheme the client may use.
         if self.entry.status == 401:
             return {"WWW-Authenticate": 'Basic realm="facematch"'}
+        if self.retry_after_s is not None:
+            return {"Retry-After": str(self.retry_after_s)}
         return None

@@ -8,8 +8,10 @@ programmatically (no alembic.ini needed at run time).
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,12 @@ SQLITE_FILENAME = "facematch.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_POOL_SIZE = 16
 SQLITE_POOL_OVERFLOW = 48
+# The database holds password hashes, token digests and sealed biometric data:
+# only the service's own user may read it (SQLite gives its -wal and -shm files
+# the mode of the database file).
+SQLITE_FILE_MODE = 0o600
+SQLITE_DIR_MODE = 0o700
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 class StoreError(Exception):
@@ -48,12 +56,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file owner-only before SQLite opens it, and tighten the
+    mode of files an older version left readable by others."""
+    path.parent.mkdir(mode=SQLITE_DIR_MODE, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, SQLITE_FILE_MODE))
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_SIDE_FILES)):
+        try:
+            info = candidate.stat()
+        except FileNotFoundError:
+            continue
+        # Only our own files: chmod on another user's file fails, and opening it is
+        # that user's decision.
+        if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            candidate.chmod(SQLITE_FILE_MODE)
+
+
 def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets its pragmas and its parent folder."""
+    """An engine for ``url``; SQLite gets its pragmas, its parent folder and an
+    owner-only (0600) database file."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(parsed.database))
         # Connections are cheap to keep and costly to open (pragmas): keep enough for
         # every request a worker holds in flight instead of opening overflow ones.
         engine = create_engine(

@@ -5,8 +5,10 @@ by the HTTP layer directly (see :mod:`facematch.service.schemas`).
 
 Ownership: an ``Organisation`` (a client company) owns users, bundles and OAuth
 applications. Each application belongs to one bundle: tokens issued through it
-take their trials and lifetime from that bundle, and a service call's
-``bundle_key`` must be the key of that same bundle.
+record that bundle (``AccessToken.bundle_id``) and take their trials and
+lifetime from it, and a service call's ``bundle_key`` must be the key of that
+same bundle (enforced in :func:`facematch.service.auth.resolve_bundle`): a
+token never spends the quota of another bundle, even one of its organisation.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
+from facematch.settings import MAX_TOKEN_LIFETIME_S
 from facematch.store.vault import key_id_of
 
 # Stable constraint names so Alembic migrations are identical on every backend.
@@ -132,6 +135,13 @@ class Bundle(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     organisation: Mapped[Organisation] = relationship(back_populates="bundles")
+
+    @validates("token_lifetime_s")
+    def _bounded_lifetime(self, _key: str, seconds: int) -> int:
+        # The store refuses what the CLI refuses, whoever writes the row.
+        if not 1 <= seconds <= MAX_TOKEN_LIFETIME_S:
+            raise ValueError(f"token lifetime must be 1..{MAX_TOKEN_LIFETIME_S} s, not {seconds}")
+        return seconds
 
 
 class Application(Base):

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from facematch.settings import MAX_TOKEN_LIFETIME_S
 from facematch.store import security
 from facematch.store.models import (
     FACE_MATCH,
@@ -28,11 +29,23 @@ from facematch.store.models import (
 )
 from facematch.store.vault import key_id_of
 
-# Verified when a username is unknown, so a wrong username costs as much time as
-# a wrong password (no user enumeration by timing).
-_DUMMY_PASSWORD_HASH = security.hash_password("facematch-timing-equaliser")
-
 DEFAULT_SCOPE = "read write"
+# Longest username and client id a row can hold (the columns' lengths).
+USERNAME_MAX_CHARS = 150
+CLIENT_ID_MAX_CHARS = 100
+
+
+def _could_be_stored(text: str, *, max_chars: int) -> bool:
+    """Whether ``text`` could be a stored value: a client-sent string that cannot
+    (NUL, which PostgreSQL refuses with an error; unencodable text; too long) is
+    answered as "no such row" without a query."""
+    if len(text) > max_chars or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class NotFoundError(LookupError):
@@ -85,14 +98,31 @@ def get_user(session: Session, *, username: str) -> User:
     return user
 
 
+def deactivate_user(session: Session, *, username: str) -> tuple[User, int]:
+    """Deactivate a user and revoke its live tokens; (user, tokens revoked)."""
+    user = get_user(session, username=username)
+    user.active = False
+    session.flush()
+    return user, revoke_tokens(session, user_id=user.id)
+
+
 def authenticate_user(session: Session, *, username: str, password: str) -> User | None:
-    """The active user with these credentials, or None (same cost either way)."""
-    user = session.scalar(select(User).where(User.username == username))
+    """The active user with these credentials, or None (same cost either way).
+
+    A hash made with older scrypt parameters is replaced by one at today's on
+    this successful login (flushed; the caller commits).
+    """
+    user = None
+    if _could_be_stored(username, max_chars=USERNAME_MAX_CHARS):
+        user = session.scalar(select(User).where(User.username == username))
     if user is None:
-        security.verify_password(password, _DUMMY_PASSWORD_HASH)
+        security.verify_dummy_password(password)
         return None
     if not security.verify_password(password, user.password_hash) or not user.active:
         return None
+    if security.needs_rehash(user.password_hash):
+        user.password_hash = security.hash_password(password)
+        session.flush()
     return user
 
 
@@ -217,9 +247,19 @@ def create_application(
     return application, secret
 
 
+def deactivate_application(session: Session, *, client_id: str) -> tuple[Application, int]:
+    """Deactivate an OAuth application and revoke its live tokens; (app, tokens revoked)."""
+    application = get_application(session, client_id=client_id)
+    application.active = False
+    session.flush()
+    return application, revoke_tokens(session, application_id=application.id)
+
+
 def authenticate_application(
     session: Session, *, client_id: str, client_secret: str
 ) -> Application | None:
+    if not _could_be_stored(client_id, max_chars=CLIENT_ID_MAX_CHARS):
+        return None
     application = session.scalar(select(Application).where(Application.client_id == client_id))
     if application is None or not application.active:
         return None
@@ -249,6 +289,8 @@ def issue_token(
     bundle = session.get(Bundle, application.bundle_id)
     if bundle is None:
         raise NotFoundError(f"application {application.client_id} has no bundle")
+    # Rows written before the bound existed may hold more: they get the bound.
+    lifetime_s = min(bundle.token_lifetime_s, MAX_TOKEN_LIFETIME_S)
     access, refresh = security.new_token(), security.new_token()
     row = AccessToken(
         token_hash=security.digest_secret(access),
@@ -259,12 +301,12 @@ def issue_token(
         bundle_id=bundle.id,
         scope=DEFAULT_SCOPE,
         trials_remaining=bundle.token_trials,
-        expires_at=now + timedelta(seconds=bundle.token_lifetime_s),
+        expires_at=now + timedelta(seconds=lifetime_s),
         refresh_expires_at=now + timedelta(seconds=refresh_lifetime_s),
     )
     session.add(row)
     session.flush()
-    return IssuedToken(row, access, refresh, bundle.token_lifetime_s)
+    return IssuedToken(row, access, refresh, lifetime_s)
 
 
 def redeem_refresh_token(
@@ -294,8 +336,23 @@ def redeem_refresh_token(
 
 
 def find_token(session: Session, *, access_token: str) -> AccessToken | None:
+    """The token row of ``access_token`` while its user and application are active.
+
+    Deactivation revokes live tokens too; this check also covers a row made
+    inactive any other way (by hand, by an older version) after its tokens were
+    issued.
+    """
     digest = security.digest_secret(access_token)
-    row = session.scalar(select(AccessToken).where(AccessToken.token_hash == digest))
+    row = session.scalar(
+        select(AccessToken)
+        .join(User, User.id == AccessToken.user_id)
+        .join(Application, Application.id == AccessToken.application_id)
+        .where(
+            AccessToken.token_hash == digest,
+            User.active.is_(True),
+            Application.active.is_(True),
+        )
+    )
     if row is None or not security.secret_matches(access_token, row.token_hash):
         return None
     return row

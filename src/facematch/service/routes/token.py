@@ -4,23 +4,33 @@ Client credentials come as form fields ``client_id`` / ``client_secret`` or in
 an HTTP Basic ``Authorization`` header. Errors use the OAuth shape
 ``{"error", "error_description"}``; ``error_description`` follows an optional
 ``lang`` form field (``en`` default, ``ar``; anything else falls back to ``en``).
+
+Guessing is throttled before any password is checked: a client address, or a
+username, with too many recent failures gets 429 ``slow_down`` with
+``Retry-After`` (:mod:`facematch.service.throttle`). The decision depends only on
+what was sent and on earlier failures, never on whether the username exists,
+and an unknown username costs one scrypt check like a wrong password.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
 
-from fastapi import APIRouter, Request
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from facematch.service.auth import SessionDep
 from facematch.service.errors import DEFAULT_LANG, LANGS, ApiError, OAuthError
 from facematch.service.schemas import OAuthErrorResponse, TokenResponse
+from facematch.service.throttle import FailureThrottle
 from facematch.settings import Settings
 from facematch.store import repository
 
@@ -61,7 +71,61 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "invalid_request, invalid_grant or unsupported_grant_type",
     },
     401: {"model": OAuthErrorResponse, "description": "invalid_client"},
+    429: {
+        "model": OAuthErrorResponse,
+        "description": "slow_down: too many failed attempts; see Retry-After",
+    },
 }
+
+# Answers that mean "wrong credentials" count as failures; malformed requests do not.
+_CLIENT_FAILURES = ("oauth_invalid_client", "oauth_invalid_grant")
+_USERNAME_FAILURES = ("oauth_invalid_grant",)
+
+
+@dataclass(frozen=True)
+class TokenGuard:
+    """Per-process state of the token endpoint: failure throttles and the bound on
+    password checks running at once (each scrypt check holds 128 MiB)."""
+
+    clients: FailureThrottle | None
+    usernames: FailureThrottle | None
+    password_checks: anyio.CapacityLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenGuard:
+        def throttle(limit: int) -> FailureThrottle | None:
+            if limit == 0:
+                return None
+            return FailureThrottle(limit=limit, window_s=settings.token_throttle_window_s)
+
+        return cls(
+            clients=throttle(settings.token_throttle_client_failures),
+            usernames=throttle(settings.token_throttle_username_failures),
+            password_checks=anyio.CapacityLimiter(settings.password_hash_concurrency),
+        )
+
+    def retry_after_s(self, *, client: str, username: str | None) -> int | None:
+        waits = [
+            throttle.retry_after_s(key)
+            for throttle, key in ((self.clients, client), (self.usernames, username))
+            if throttle is not None and key is not None
+        ]
+        return max((wait for wait in waits if wait is not None), default=None)
+
+    def record_failure(self, entry_name: str, *, client: str, username: str | None) -> None:
+        if self.clients is not None and entry_name in _CLIENT_FAILURES:
+            self.clients.record_failure(client)
+        if self.usernames is not None and username and entry_name in _USERNAME_FAILURES:
+            self.usernames.record_failure(username)
+
+
+def token_guard(app: FastAPI) -> TokenGuard:
+    """The app's guard, made on first use (a CapacityLimiter needs the running loop)."""
+    guard: TokenGuard | None = getattr(app.state, "token_guard", None)
+    if guard is None:
+        guard = TokenGuard.from_settings(app.state.settings)
+        app.state.token_guard = guard
+    return guard
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -157,8 +221,21 @@ async def token(request: Request, session: SessionDep) -> JSONResponse:
     lang = lang if lang in LANGS else DEFAULT_LANG
     settings: Settings = request.app.state.settings
     basic = _basic_credentials(request)
-    # Password hashing is deliberately slow: keep it off the event loop.
-    response = await run_in_threadpool(_grant, session, form, basic, lang, settings)
+    guard = token_guard(request.app)
+    client = request.client.host if request.client else "unknown"
+    username = form.get("username") if form.get("grant_type") == "password" else None
+    wait_s = guard.retry_after_s(client=client, username=username)
+    if wait_s is not None:
+        raise OAuthError("oauth_slow_down", lang=lang, retry_after_s=wait_s)
+    # Password hashing is deliberately slow: off the event loop, a few at a time.
+    try:
+        response = await anyio.to_thread.run_sync(
+            partial(_grant, session, form, basic, lang, settings),
+            limiter=guard.password_checks,
+        )
+    except OAuthError as exc:
+        guard.record_failure(exc.entry.name, client=client, username=username)
+        raise
     return JSONResponse(response.model_dump(), headers=NO_STORE)
 
 

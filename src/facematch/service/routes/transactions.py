@@ -2,9 +2,10 @@
 
 Both read back data of earlier transactions, so they are not services: they
 take no trial from the access token and create no transaction. They need a
-live (unexpired, unrevoked) bearer token and a ``bundle_key`` of the token's
-organisation. The answer is ``{"key", "data"}`` encrypted for the organisation's
-registered RSA key (docs/transactions.md), signed with the bundle's ``hmac``.
+live (unexpired, unrevoked) bearer token and the ``bundle_key`` of the token's
+own bundle (the rule of :func:`facematch.service.auth.resolve_bundle`). The
+answer is ``{"key", "data"}`` encrypted for the organisation's registered RSA
+key (docs/transactions.md), signed with the bundle's ``hmac``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ def read_access(request: Request, session: SessionDep, body: ServiceBodyDep) -> 
     if not isinstance(key, str):
         raise ApiError("invalid_field", lang=body.lang, field="bundle_key")
     bundle = repository.find_bundle_by_key(session, key=key)
-    if bundle is None or bundle.organisation_id != token.organisation_id:
+    if (
+        bundle is None
+        or bundle.id != token.bundle_id
+        or bundle.organisation_id != token.organisation_id
+    ):
         raise ApiError("bundle_invalid", lang=body.lang)
     return ReadAccess(token=token, bundle=bundle, lang=body.lang, fields=body.data)
 
