@@ -135,6 +135,24 @@ def test_purge_command_deletes_old_images_only_when_not_dry(
     assert rows[0][2] is not None
 
 
+def test_purge_command_closes_stale_pending_transactions(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    _, stale = _seed(tmp_path, env["FACEMATCH_IMAGE_KEYS"], age_days=1)
+    # A call that died mid-way a day ago (30 s deadline + 300 s grace by default).
+    with sqlite3.connect(tmp_path / db.SQLITE_FILENAME) as connection:
+        connection.execute("UPDATE transactions SET outcome = 'pending' WHERE id = ?", (stale,))
+    dry = CliRunner().invoke(cli, ["admin", "purge", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would close 1 stale pending transaction(s) as abandoned" in dry.output
+    assert _sql(tmp_path, "SELECT outcome FROM transactions") == [("pending",)]
+
+    result = CliRunner().invoke(cli, ["admin", "purge"])
+    assert result.exit_code == 0, result.output
+    assert "closed 1 stale pending transaction(s) as abandoned" in result.output
+    assert _sql(tmp_path, "SELECT outcome FROM transactions") == [("abandoned",)]
+
+
 def test_rotation_commands(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -213,6 +213,13 @@ class Settings(BaseSettings):
         description="How often the server purges images past their bundle's retention period, "
         "in seconds (0 = never; `facematch admin purge` still works).",
     )
+    pending_grace_s: float = Field(
+        300.0,
+        ge=10,
+        description="A transaction still 'pending' this many seconds after its request's "
+        "deadline (request_timeout_s) belongs to a call that died: the periodic purge "
+        "closes it as 'abandoned'.",
+    )
 
 
 @lru_cache(maxsize=1)

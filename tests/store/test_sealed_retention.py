@@ -300,10 +300,134 @@ def test_migration_0002_fills_reference_key_ids_from_the_sealed_descriptors(
     assert "reference_key_id" not in columns
     db.migrate(own_engine)
 
-    assert db.schema_revision(own_engine) == "0002"
+    assert db.schema_revision(own_engine) == "0003"
     with own_engine.connect() as connection:
         rows = connection.execute(text("SELECT id, reference_key_id FROM transactions"))
         found = dict(rows.all())
     assert found == ids
     with factory() as session:
         assert key_usage(session) == {"k-old": 1, "k-new": 1}
+
+
+def test_rotate_keys_commits_per_batch_and_a_killed_run_resumes(own_engine: Engine) -> None:
+    old_spec, new_spec = new_key_spec("old"), new_key_spec("new")
+    old_vault = vault_from_specs([old_spec])
+    factory = db.create_session_factory(own_engine)
+    with factory() as session:
+        ids = []
+        for _ in range(6):
+            transaction = _transaction(session, descriptor_vault=old_vault)
+            store_transaction_images(
+                session,
+                old_vault,
+                transaction_id=transaction.id,
+                images={"first": FIRST, "second": SECOND},
+            )
+            ids.append(transaction.id)
+        session.commit()
+    rotated = vault_from_specs([new_spec, old_spec])
+
+    def another_writer_goes_through(_count: int) -> None:
+        # Between two batches nothing is held: another connection updates a row the
+        # run has just re-encrypted, without waiting for a lock (SQLite: no busy
+        # wait; PostgreSQL: NOWAIT).
+        with own_engine.connect() as connection:
+            if own_engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+                lock = ""
+            else:
+                lock = " FOR UPDATE NOWAIT"
+            image_id = connection.execute(
+                text(f"SELECT id FROM transaction_images WHERE key_id = 'new' LIMIT 1{lock}")
+            ).scalar_one()
+            connection.execute(
+                text("UPDATE transaction_images SET content_type = content_type WHERE id = :i"),
+                {"i": image_id},
+            )
+            connection.commit()
+
+    # A run killed in the middle of its third batch of images: that batch rolls back.
+    calls = 0
+    real_reseal = rotated.reseal
+
+    def reseal_then_die(blob: bytes, *, context: str) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 6:
+            raise KeyboardInterrupt("killed")
+        return real_reseal(blob, context=context)
+
+    batches: list[int] = []
+    with factory() as session:
+        rotated.reseal = reseal_then_die  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            reseal_all(
+                session,
+                rotated,
+                image_batch_size=2,
+                on_batch=lambda count: (batches.append(count), another_writer_goes_through(count)),
+            )
+        session.rollback()
+        rotated.reseal = real_reseal  # type: ignore[method-assign]
+    assert batches == [2, 4]
+
+    # Every row is readable under a key still configured, old or new.
+    with factory() as session:
+        usage = key_usage(session)
+        assert usage == {"new": 4, "old": 8 + 6}  # 8 images, 6 descriptors left
+        for transaction_id in ids:
+            images = load_transaction_images(session, rotated, transaction_id=transaction_id)
+            assert [i.data for i in images] == [FIRST, SECOND]
+            row = session.get(Transaction, transaction_id)
+            assert row is not None
+            assert row.reference_embedding is not None
+            assert open_reference_embedding(rotated, row.id, row.reference_embedding) == DESCRIPTOR
+
+    # Running it again finishes the job; the old key can then go.
+    with factory() as session:
+        assert reseal_all(session, rotated, image_batch_size=2) == 8 + 6
+        assert key_usage(session) == {"new": 12 + 6}
+        only_new = vault_from_specs([new_spec])
+        for transaction_id in ids:
+            images = load_transaction_images(session, only_new, transaction_id=transaction_id)
+            assert [i.data for i in images] == [FIRST, SECOND]
+            row = session.get(Transaction, transaction_id)
+            assert row is not None
+            assert row.reference_embedding is not None
+            assert open_reference_embedding(only_new, row.id, row.reference_embedding) == DESCRIPTOR
+
+
+def test_migration_0003_clears_what_the_retention_race_left_on_purged_rows(
+    own_engine: Engine,
+) -> None:
+    from alembic import command
+
+    command.downgrade(db._alembic_config(own_engine), "0002")
+    vault = vault_from_specs([new_key_spec("k1")])
+    factory = db.create_session_factory(own_engine)
+    with factory() as session:
+        leaked, kept = _transaction(session), _transaction(session)
+        for transaction in (leaked, kept):
+            store_transaction_images(
+                session, vault, transaction_id=transaction.id, images={"first": FIRST}
+            )
+        # Purged, yet holding a descriptor and an image: what an in-flight call could leave.
+        leaked.images_purged_at = utcnow()
+        session.commit()
+        leaked_id, kept_id = leaked.id, kept.id
+
+    db.migrate(own_engine)
+
+    assert db.schema_revision(own_engine) == "0003"
+    with factory() as session:
+        assert _image_count(session, leaked_id) == 0
+        assert _image_count(session, kept_id) == 1
+        rows = dict(
+            session.execute(
+                text(
+                    "SELECT id, reference_key_id FROM transactions "
+                    "WHERE reference_embedding IS NOT NULL"
+                )
+            ).all()
+        )
+    assert rows == {kept_id: "fixture"}

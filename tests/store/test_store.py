@@ -67,7 +67,7 @@ def _org_with_token(
 
 
 def test_migrations_create_the_schema_the_models_describe(engine: Engine) -> None:
-    assert db.schema_revision(engine) == "0002"
+    assert db.schema_revision(engine) == "0003"
     assert set(inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": False})
@@ -77,7 +77,7 @@ def test_migrations_create_the_schema_the_models_describe(engine: Engine) -> Non
 
 def test_migrate_is_idempotent(engine: Engine) -> None:
     db.migrate(engine)
-    assert db.schema_revision(engine) == "0002"
+    assert db.schema_revision(engine) == "0003"
 
 
 def test_sqlite_pragmas(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -74,18 +74,27 @@ def register_key(admin_ctx: Any, organisation: str, pem_file: Any) -> None:
 )
 @click.pass_obj
 def purge(admin_ctx: Any, dry_run: bool) -> None:
-    """Delete images and reference embeddings past each bundle's retention period.
+    """Delete images and reference embeddings past each bundle's retention period,
+    and close transactions left pending by calls that died as 'abandoned'.
 
     Transaction metadata stays for audit; see docs/transactions.md.
     """
-    from facematch.store.retention import purge_expired
+    from datetime import timedelta
 
+    from facematch.store.models import utcnow
+    from facematch.store.retention import abandon_stale_pending, purge_expired
+
+    settings = admin_ctx.settings()
+    stale_after = timedelta(seconds=settings.request_timeout_s + settings.pending_grace_s)
     with admin_ctx.session() as session:
         report = purge_expired(session, dry_run=dry_run)
+        abandoned = abandon_stale_pending(session, older_than=utcnow() - stale_after)
         if dry_run:
             session.rollback()
     verb = "would purge" if dry_run else "purged"
     click.echo(f"{verb} {report.transactions} transaction(s), {report.images} image(s)")
+    verb = "would close" if dry_run else "closed"
+    click.echo(f"{verb} {abandoned} stale pending transaction(s) as abandoned")
 
 
 @click.command("new-image-key")
@@ -109,7 +118,12 @@ def new_image_key(key_id: str | None) -> None:
 @click.pass_obj
 def rotate_keys(admin_ctx: Any) -> None:
     """Re-encrypt stored images, reference descriptors and HMAC secrets under the first
-    FACEMATCH_IMAGE_KEYS key."""
+    FACEMATCH_IMAGE_KEYS key.
+
+    Commits batch by batch, so a live server's writers wait for one batch at most;
+    a run stopped half-way leaves everything readable, and running it again
+    finishes the job.
+    """
     from facematch.store.sealed import key_usage, reseal_all
     from facematch.store.vault import VaultError
 

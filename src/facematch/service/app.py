@@ -99,7 +99,11 @@ def create_app(settings: Settings | None = None, *, matcher: FaceMatcher | None 
         app.state.matcher = matcher or await run_in_threadpool(_load_matcher, settings)
         threads = min(settings.cpu_threads or default_threads(), settings.max_inflight_matches)
         app.state.pool = WorkPool(threads=threads, max_pending=settings.max_inflight_matches)
-        purge_task = start_purge_task(app.state.session_factory, settings.purge_interval_s)
+        purge_task = start_purge_task(
+            app.state.session_factory,
+            settings.purge_interval_s,
+            pending_after_s=settings.request_timeout_s + settings.pending_grace_s,
+        )
         _settle_garbage_collector()
         try:
             yield

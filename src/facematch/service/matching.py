@@ -5,13 +5,18 @@ database transactions.
 One call, step by step (the token's trial was already taken by ``CurrentToken``):
 
 1. fields validated (400, no transaction);
-2. bundle enabled for face match (401), one unit of quota taken (429) and the
-   transaction row created as ``pending`` — committed together;
+2. bundle enabled for face match (401) and quota left (429, a plain read);
 3. variant with ``transaction_id``: the reference transaction is looked up in
-   the caller's organisation (422 ``reference_not_found`` otherwise);
-4. the engine runs on the bounded work pool (429 when full);
-5. the row gets its outcome: ``success`` with score, boxes and the reference
-   descriptor, or ``error`` with the catalogue code.
+   the caller's organisation (422 ``reference_not_found`` otherwise; a purged
+   transaction is never a reference);
+4. the images are decoded and sealed, with no database transaction open; then
+   the ``pending`` row and its images are inserted and one unit of quota is
+   taken last (no lock at all for an unlimited bundle) — committed together;
+5. the engine runs on the bounded work pool (429 when full);
+6. the row gets its outcome: ``success`` with score, boxes and the reference
+   descriptor, or ``error`` with the catalogue code. A call that dies before
+   this stays ``pending`` until the housekeeping sweep closes it as
+   ``abandoned`` (docs/transactions.md).
 
 The reference face is the ID-document side, ``second_img``: its 128-d
 descriptor (float32 bytes, encrypted under the image keys: it is biometric
@@ -37,10 +42,18 @@ from facematch.engine.errors import EngineError
 from facematch.service.auth import AuthContext
 from facematch.service.errors import CATALOGUE, ApiError, ErrorEntry, entry_for_engine_error
 from facematch.service.schemas import FaceMatchRequest, FaceMatchResponse, FaceMatchResult
-from facematch.service.transactions import record_images
+from facematch.service.transactions import PreparedImages, prepare_images
 from facematch.service.workpool import BoundPool, DeadlineExceeded, Overloaded
 from facematch.store import repository
-from facematch.store.models import FACE_MATCH, Bundle, Transaction
+from facematch.store.models import (
+    ERROR,
+    FACE_MATCH,
+    SUCCESS,
+    Bundle,
+    Transaction,
+    new_transaction_id,
+)
+from facematch.store.repository import QuotaState
 from facematch.store.sealed import open_reference_embedding, seal_reference_embedding
 from facematch.store.vault import Vault, VaultError
 
@@ -90,6 +103,16 @@ def parse_fields(fields: dict[str, Any], auth: AuthContext) -> FaceMatchRequest:
     return request
 
 
+def _take_quota(session: Session, *, auth: AuthContext, bundle_id: int, quota: QuotaState) -> None:
+    """One unit of the bundle's quota, or 429. An unlimited bundle is not written to at
+    all: no UPDATE, so no row lock that concurrent calls would queue on."""
+    if quota.unlimited:
+        return
+    if not repository.consume_quota(session, bundle_id=bundle_id):
+        session.rollback()
+        raise ApiError("quota_exhausted", lang=auth.lang, trials_remaining=auth.trials_remaining)
+
+
 def _open_transaction(
     session: Session,
     *,
@@ -97,42 +120,58 @@ def _open_transaction(
     bundle: Bundle,
     reference_id: str | None,
     vault: Vault,
-    store_images: Callable[[str], None] | None = None,
-) -> tuple[Transaction, Reference | None]:
-    """Quota, the pending row and (``store_images``) the encrypted images, in one
-    commit: one database round trip fewer per call, and no row without its images."""
+    prepare_images: Callable[[str], PreparedImages] | None = None,
+) -> tuple[Transaction, Reference | None, dict[str, bytes]]:
+    """The pending row, its encrypted images (``prepare_images``) and one unit of quota,
+    in one commit: no row without its images, so a purge sees both or neither.
+
+    The heavy work comes before the quota: the images are decoded and sealed with no
+    database transaction open, then inserted, and only then is the quota taken, as
+    the last statement before the commit. The bundle's row lock (PostgreSQL) is
+    held for that UPDATE and the commit only, not for 10 MB of images; on SQLite
+    the insert itself still holds the database's single write lock
+    (docs/performance.md). Returns the row, the reference and the decoded images.
+    """
     if FACE_MATCH not in (bundle.enabled_services or []):
         raise ApiError(
             "service_not_enabled", lang=auth.lang, trials_remaining=auth.trials_remaining
         )
-    if not repository.consume_quota(session, bundle_id=bundle.id):
+    # A plain read refuses an exhausted bundle before any heavy work; the UPDATE
+    # below stays the authority when several calls race for the last units.
+    quota = repository.read_quota(session, bundle_id=bundle.id)
+    if not quota.available:
         session.rollback()
         raise ApiError("quota_exhausted", lang=auth.lang, trials_remaining=auth.trials_remaining)
-    transaction = repository.create_transaction(
-        session, token=auth.token, bundle_id=bundle.id, service=FACE_MATCH
-    )
+    transaction_id = new_transaction_id()
     reference = None
     if reference_id is not None:
         found = repository.find_reference_transaction(
             session, transaction_id=reference_id, organisation_id=auth.token.organisation_id
         )
         if found is None or found.reference_embedding is None or not found.reference_model_id:
+            repository.create_transaction(
+                session,
+                token=auth.token,
+                bundle_id=bundle.id,
+                service=FACE_MATCH,
+                transaction_id=transaction_id,
+            )
             repository.finish_transaction(
                 session,
-                transaction_id=transaction.id,
-                outcome="error",
+                transaction_id=transaction_id,
+                outcome=ERROR,
                 processing_ms=0.0,
                 error_code=CATALOGUE["reference_not_found"].code,
             )
+            _take_quota(session, auth=auth, bundle_id=bundle.id, quota=quota)
             session.commit()
             raise ApiError(
                 "reference_not_found",
                 lang=auth.lang,
                 field="transaction_id",
-                transaction_id=transaction.id,
+                transaction_id=transaction_id,
                 trials_remaining=auth.trials_remaining,
             )
-        transaction.reference_transaction_id = found.id
         try:
             embedding = open_reference_embedding(vault, found.id, found.reference_embedding)
         except VaultError as exc:
@@ -141,23 +180,38 @@ def _open_transaction(
                 "stored_data_unreadable", lang=auth.lang, trials_remaining=auth.trials_remaining
             ) from exc
         reference = Reference(found.id, found.reference_model_id, embedding)
-    if store_images is not None:
-        store_images(transaction.id)
+    # End the read transaction: nothing is held while the images are decoded and sealed.
     session.commit()
-    return transaction, reference
+    prepared = prepare_images(transaction_id) if prepare_images is not None else None
+    transaction = repository.create_transaction(
+        session,
+        token=auth.token,
+        bundle_id=bundle.id,
+        service=FACE_MATCH,
+        transaction_id=transaction_id,
+        reference_transaction_id=reference.transaction_id if reference is not None else None,
+    )
+    if prepared is not None and prepared.rows:
+        session.add_all(prepared.rows)
+        session.flush()
+    _take_quota(session, auth=auth, bundle_id=bundle.id, quota=quota)
+    session.commit()
+    return transaction, reference, prepared.decoded if prepared is not None else {}
 
 
 def _record_error(
     session: Session, *, transaction_id: str, entry: ErrorEntry, processing_ms: float
 ) -> None:
-    repository.finish_transaction(
+    recorded = repository.finish_transaction(
         session,
         transaction_id=transaction_id,
-        outcome="error",
+        outcome=ERROR,
         processing_ms=processing_ms,
         error_code=entry.code,
     )
     session.commit()
+    if not recorded:
+        _log_not_pending(transaction_id)
 
 
 def _record_success(
@@ -179,10 +233,10 @@ def _record_success(
         model_id, embedding = None, None
     if embedding is not None:
         embedding = seal_reference_embedding(vault, transaction_id, embedding)
-    repository.finish_transaction(
+    recorded = repository.finish_transaction(
         session,
         transaction_id=transaction_id,
-        outcome="success",
+        outcome=SUCCESS,
         processing_ms=processing_ms,
         is_similar=bool(result.is_similar),
         confidence=confidence,
@@ -193,6 +247,16 @@ def _record_success(
         reference_embedding=embedding,
     )
     session.commit()
+    if not recorded:
+        _log_not_pending(transaction_id)
+
+
+def _log_not_pending(transaction_id: str) -> None:
+    # Only a call that outlived its deadline by the whole grace period gets here.
+    logger.warning(
+        "outcome not recorded: the transaction was already closed as abandoned",
+        extra={"transaction_id": transaction_id},
+    )
 
 
 def _field_of(exc: EngineError, *, variant: bool) -> str | None:
@@ -214,30 +278,26 @@ async def run_face_match(
     max_image_bytes: int = 5 * 1024 * 1024,
 ) -> FaceMatchResponse:
     request = parse_fields(fields, auth)
-    stored: dict[str, bytes] = {}
 
-    def store_images(transaction_id: str) -> None:
+    def prepare(transaction_id: str) -> PreparedImages:
         # Encrypted copies for fetch-images (docs/transactions.md), kept before the
         # engine runs so that failed calls keep their images for audit too.
-        stored.update(
-            record_images(
-                session,
-                vault,
-                transaction_id=transaction_id,
-                bundle=bundle,
-                images={"first": request.first_img, "second": request.second_img},
-                max_bytes=max_image_bytes,
-            )
+        return prepare_images(
+            vault,
+            transaction_id=transaction_id,
+            bundle=bundle,
+            images={"first": request.first_img, "second": request.second_img},
+            max_bytes=max_image_bytes,
         )
 
-    transaction, reference = await run_in_threadpool(
+    transaction, reference, stored = await run_in_threadpool(
         lambda: _open_transaction(
             session,
             auth=auth,
             bundle=bundle,
             reference_id=request.transaction_id,
             vault=vault,
-            store_images=store_images,
+            prepare_images=prepare,
         )
     )
 

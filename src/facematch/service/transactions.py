@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +39,7 @@ from facematch.store.models import (
 from facematch.store.sealed import (
     ensure_bundle_hmac_secret,
     load_transaction_images,
-    store_transaction_images,
+    seal_transaction_images,
 )
 from facematch.store.vault import Vault, VaultError
 
@@ -212,6 +213,43 @@ def fetch_images(
     return answer
 
 
+@dataclass(frozen=True)
+class PreparedImages:
+    """A call's images decoded and sealed for its row, before any database work."""
+
+    decoded: dict[str, bytes]  # by role, for the engine
+    rows: list[TransactionImage]  # encrypted, not yet in any session
+
+
+def prepare_images(
+    vault: Vault,
+    *,
+    transaction_id: str,
+    bundle: Bundle,
+    images: dict[str, str | None],
+    max_bytes: int,
+) -> PreparedImages:
+    """Decode the call's images (``{"first": base64, "second": base64 | None}``) and seal
+    them for ``transaction_id``: the heavy part of storing them, with no lock held.
+
+    Nothing is stored when the bundle has image storage off. An image whose
+    base64 cannot be decoded is skipped: there are no image bytes to keep, and
+    the engine reports the error to the client.
+    """
+    if not bundle.store_images:
+        return PreparedImages(decoded={}, rows=[])
+    decoded: dict[str, bytes] = {}
+    for role, encoded in images.items():
+        if not encoded:
+            continue
+        try:
+            decoded[role] = decode_base64(encoded, max_bytes=max_bytes)
+        except EngineError:
+            continue
+    rows = seal_transaction_images(vault, transaction_id=transaction_id, images=decoded)
+    return PreparedImages(decoded=decoded, rows=rows)
+
+
 def record_images(
     session: Session,
     vault: Vault,
@@ -221,26 +259,13 @@ def record_images(
     images: dict[str, str | None],
     max_bytes: int,
 ) -> dict[str, bytes]:
-    """Store the call's images (``{"first": base64, "second": base64 | None}``) encrypted.
-
-    Nothing is stored when the bundle has image storage off. An image whose
-    base64 cannot be decoded is skipped: there are no image bytes to keep, and
-    the engine reports the error to the client. Returns the decoded bytes of
-    the images stored, by role, so the caller need not decode them again; the
-    caller commits.
-    """
-    if not bundle.store_images:
-        return {}
-    decoded: dict[str, bytes] = {}
-    for role, encoded in images.items():
-        if not encoded:
-            continue
-        try:
-            decoded[role] = decode_base64(encoded, max_bytes=max_bytes)
-        except EngineError:
-            continue
-    store_transaction_images(session, vault, transaction_id=transaction_id, images=decoded)
-    return decoded
+    """:func:`prepare_images`, added to the session (the caller commits); the decoded
+    bytes by role."""
+    prepared = prepare_images(
+        vault, transaction_id=transaction_id, bundle=bundle, images=images, max_bytes=max_bytes
+    )
+    session.add_all(prepared.rows)
+    return prepared.decoded
 
 
 def signed_for_bundle(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -48,6 +49,15 @@ NAMING_CONVENTION = {
 
 FACE_MATCH = "face_match"
 SERVICES = (FACE_MATCH,)
+
+# Transaction outcomes. ``pending`` while the call runs; the other three are final.
+# ``abandoned``: the call died before recording an outcome (worker killed, request
+# cut off) and the housekeeping sweep closed it (docs/transactions.md).
+PENDING = "pending"
+SUCCESS = "success"
+ERROR = "error"
+ABANDONED = "abandoned"
+OUTCOMES = (PENDING, SUCCESS, ERROR, ABANDONED)
 
 
 def utcnow() -> datetime:
@@ -184,6 +194,9 @@ class Transaction(Base):
     """One service call that reached a service, successful or not."""
 
     __tablename__ = "transactions"
+    # The sweep of stale ``pending`` rows reads only them, oldest first, however
+    # large the table (migration 0003).
+    __table_args__ = (Index("ix_transactions_outcome_created_at", "outcome", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_transaction_id)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
@@ -192,8 +205,9 @@ class Transaction(Base):
     token_id: Mapped[int] = mapped_column(ForeignKey("access_tokens.id"), index=True)
     service: Mapped[str] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    # 'pending' while the engine runs, then 'success' or 'error'.
-    outcome: Mapped[str] = mapped_column(String(16), default="pending")
+    # One of OUTCOMES: 'pending' while the call runs, then 'success', 'error' or
+    # (swept after its deadline) 'abandoned'.
+    outcome: Mapped[str] = mapped_column(String(16), default=PENDING)
     error_code: Mapped[int | None] = mapped_column(Integer)
     is_similar: Mapped[bool | None] = mapped_column(Boolean)
     confidence: Mapped[float | None] = mapped_column(Float)

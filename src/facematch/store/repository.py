@@ -19,12 +19,15 @@ from facematch.settings import MAX_TOKEN_LIFETIME_S
 from facematch.store import security
 from facematch.store.models import (
     FACE_MATCH,
+    PENDING,
+    SUCCESS,
     AccessToken,
     Application,
     Bundle,
     Organisation,
     Transaction,
     User,
+    new_transaction_id,
     utcnow,
 )
 from facematch.store.vault import key_id_of
@@ -209,8 +212,42 @@ def recharge_bundle(
     return bundle
 
 
+@dataclass(frozen=True)
+class QuotaState:
+    """A bundle's quota as read without any lock (see :func:`read_quota`)."""
+
+    active: bool
+    remaining: int | None  # None = unlimited
+
+    @property
+    def unlimited(self) -> bool:
+        return self.remaining is None
+
+    @property
+    def available(self) -> bool:
+        return self.active and (self.remaining is None or self.remaining > 0)
+
+
+def read_quota(session: Session, *, bundle_id: int) -> QuotaState:
+    """The bundle's quota by a plain read: no row lock, nothing written.
+
+    Lets a call refuse an exhausted bundle before doing any heavy work, and skip
+    the quota UPDATE (and its row lock) altogether when the quota is unlimited.
+    """
+    row = session.execute(
+        select(Bundle.active, Bundle.quota_remaining).where(Bundle.id == bundle_id)
+    ).first()
+    if row is None:
+        return QuotaState(active=False, remaining=0)
+    return QuotaState(active=bool(row.active), remaining=row.quota_remaining)
+
+
 def consume_quota(session: Session, *, bundle_id: int) -> bool:
-    """Take one transaction from the bundle's quota; False when none is left."""
+    """Take one transaction from the bundle's quota; False when none is left.
+
+    The UPDATE locks the bundle row until the caller commits: call it as the last
+    statement before the commit, after any heavy insert (docs/performance.md).
+    """
     row = session.execute(
         update(Bundle)
         .where(
@@ -406,15 +443,21 @@ def create_transaction(
     bundle_id: int,
     service: str,
     reference_transaction_id: str | None = None,
+    transaction_id: str | None = None,
+    outcome: str = PENDING,
 ) -> Transaction:
-    """A ``pending`` transaction of the token's user, charged to ``bundle_id``."""
+    """A transaction (``pending`` unless told) of the token's user, charged to ``bundle_id``.
+
+    ``transaction_id`` lets the caller seal data for the row before inserting it.
+    """
     transaction = Transaction(
+        id=transaction_id or new_transaction_id(),
         organisation_id=token.organisation_id,
         user_id=token.user_id,
         bundle_id=bundle_id,
         token_id=token.id,
         service=service,
-        outcome="pending",
+        outcome=outcome,
         reference_transaction_id=reference_transaction_id,
     )
     session.add(transaction)
@@ -436,10 +479,17 @@ def finish_transaction(
     second_box: dict[str, int] | None = None,
     reference_model_id: str | None = None,
     reference_embedding: bytes | None = None,
-) -> None:
-    session.execute(
+) -> bool:
+    """Record the outcome of a ``pending`` transaction; False if it was no longer pending
+    (closed as ``abandoned`` by the sweep), in which case nothing is written.
+
+    The reference descriptor is written by a second conditional UPDATE that never
+    lands on a purged row: a purge that ran while the call was in flight wins, and
+    the biometric descriptor is not resurrected on a row no later purge selects.
+    """
+    recorded = session.execute(
         update(Transaction)
-        .where(Transaction.id == transaction_id)
+        .where(Transaction.id == transaction_id, Transaction.outcome == PENDING)
         .values(
             outcome=outcome,
             processing_ms=processing_ms,
@@ -449,26 +499,42 @@ def finish_transaction(
             distance=distance,
             first_box=first_box,
             second_box=second_box,
-            reference_model_id=reference_model_id,
-            reference_embedding=reference_embedding,
-            reference_key_id=(
-                key_id_of(reference_embedding) if reference_embedding is not None else None
-            ),
         )
-    )
+        .returning(Transaction.id),
+        execution_options={"synchronize_session": False},
+    ).first()
+    if recorded is None:
+        return False
+    if reference_embedding is not None:
+        session.execute(
+            update(Transaction)
+            .where(Transaction.id == transaction_id, Transaction.images_purged_at.is_(None))
+            .values(
+                reference_model_id=reference_model_id,
+                reference_embedding=reference_embedding,
+                reference_key_id=key_id_of(reference_embedding),
+            ),
+            execution_options={"synchronize_session": False},
+        )
+    return True
 
 
 def find_reference_transaction(
     session: Session, *, transaction_id: str, organisation_id: int, service: str = FACE_MATCH
 ) -> Transaction | None:
-    """A successful transaction of this organisation that stored a reference face."""
+    """A successful, unpurged transaction of this organisation that stored a reference face.
+
+    A purged row is never a reference, even one that still holds a descriptor
+    (written by an in-flight call before the conditional finish existed).
+    """
     return session.scalar(
         select(Transaction).where(
             Transaction.id == transaction_id,
             Transaction.organisation_id == organisation_id,
             Transaction.service == service,
-            Transaction.outcome == "success",
+            Transaction.outcome == SUCCESS,
             Transaction.reference_embedding.is_not(None),
+            Transaction.images_purged_at.is_(None),
         )
     )
 

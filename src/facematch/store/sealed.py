@@ -9,7 +9,7 @@ cannot be swapped between transactions, roles or bundles.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -73,10 +73,11 @@ def open_reference_embedding(vault: Vault, transaction_id: str, blob: bytes) -> 
     return vault.open(blob, context=reference_context(transaction_id))
 
 
-def store_transaction_images(
-    session: Session, vault: Vault, *, transaction_id: str, images: Mapping[str, bytes]
+def seal_transaction_images(
+    vault: Vault, *, transaction_id: str, images: Mapping[str, bytes]
 ) -> list[TransactionImage]:
-    """Encrypt and add the images of a transaction (``{"first": bytes, ...}``) to the session."""
+    """The images of a transaction (``{"first": bytes, ...}``) as encrypted rows, not yet
+    added to any session: pure CPU work, done before the call touches the database."""
     rows = []
     for role, data in images.items():
         if role not in IMAGE_ROLES:
@@ -91,6 +92,14 @@ def store_transaction_images(
                 content_type=sniff_content_type(data),
             )
         )
+    return rows
+
+
+def store_transaction_images(
+    session: Session, vault: Vault, *, transaction_id: str, images: Mapping[str, bytes]
+) -> list[TransactionImage]:
+    """Encrypt and add the images of a transaction (``{"first": bytes, ...}``) to the session."""
+    rows = seal_transaction_images(vault, transaction_id=transaction_id, images=images)
     session.add_all(rows)
     return rows
 
@@ -162,42 +171,80 @@ def rotate_bundle_hmac_secret(vault: Vault, bundle: Bundle) -> str:
     return secret
 
 
-def reseal_all(session: Session, vault: Vault, *, batch_size: int = 200) -> int:
-    """Re-encrypt every image, reference descriptor and HMAC secret not under the primary
-    key; returns the count.
+# Images are up to 5 MiB each: few per batch keeps a batch's memory bounded.
+IMAGE_RESEAL_BATCH = 20
+DESCRIPTOR_RESEAL_BATCH = 500
 
-    Runs in batches so a large table never sits in memory at once; the caller
-    commits (each batch is flushed).
+
+def reseal_all(
+    session: Session,
+    vault: Vault,
+    *,
+    image_batch_size: int = IMAGE_RESEAL_BATCH,
+    descriptor_batch_size: int = DESCRIPTOR_RESEAL_BATCH,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Re-encrypt every image, reference descriptor and HMAC secret not under the primary
+    key, committing each batch; returns the count.
+
+    Each batch is its own database transaction, so writers wait for one batch at
+    most (not for the whole run), and a run stopped at any point leaves every row
+    sealed either under its old key or under the primary one, both configured:
+    running it again picks up what is left. ``on_batch`` is told the running count
+    after each commit.
     """
     count = 0
+
+    def committed(rows: int) -> None:
+        nonlocal count
+        session.commit()
+        count += rows
+        if on_batch is not None:
+            on_batch(count)
+
+    last_id = 0
     while True:
-        rows = session.scalars(
-            select(TransactionImage)
-            .where(TransactionImage.key_id != vault.primary_key_id)
-            .limit(batch_size)
+        rows = session.execute(
+            select(
+                TransactionImage.id,
+                TransactionImage.transaction_id,
+                TransactionImage.role,
+                TransactionImage.ciphertext,
+            )
+            .where(TransactionImage.key_id != vault.primary_key_id, TransactionImage.id > last_id)
+            .order_by(TransactionImage.id)
+            .limit(image_batch_size)
         ).all()
         if not rows:
             break
         for row in rows:
-            context = image_context(row.transaction_id, row.role)
-            row.ciphertext = vault.reseal(row.ciphertext, context=context)
-            row.key_id = key_id_of(row.ciphertext)
-        session.flush()
-        count += len(rows)
-    count += _reseal_reference_embeddings(session, vault, batch_size=batch_size)
+            blob = vault.reseal(row.ciphertext, context=image_context(row.transaction_id, row.role))
+            # By id, not through the ORM: an image purged meanwhile is simply not there.
+            session.execute(
+                update(TransactionImage)
+                .where(TransactionImage.id == row.id)
+                .values(ciphertext=blob, key_id=key_id_of(blob)),
+                execution_options={"synchronize_session": False},
+            )
+        last_id = rows[-1].id
+        committed(len(rows))
+    _reseal_reference_embeddings(session, vault, batch_size=descriptor_batch_size, done=committed)
+    bundles = 0
     for bundle in session.scalars(select(Bundle).where(Bundle.hmac_secret_ciphertext.is_not(None))):
         blob = bundle.hmac_secret_ciphertext
         if blob is not None and vault.needs_reseal(blob):
             bundle.hmac_secret_ciphertext = vault.reseal(blob, context=_hmac_context(bundle))
-            count += 1
-    session.flush()
+            bundles += 1
+    if bundles:
+        committed(bundles)
     return count
 
 
-def _reseal_reference_embeddings(session: Session, vault: Vault, *, batch_size: int) -> int:
+def _reseal_reference_embeddings(
+    session: Session, vault: Vault, *, batch_size: int, done: Callable[[int], None]
+) -> None:
     # By batches of the rows sealed under another key, in id order: only one batch
     # is ever in memory, and rows already under the primary key are never read.
-    count = 0
     last_id = ""
     while True:
         rows = session.execute(
@@ -214,15 +261,19 @@ def _reseal_reference_embeddings(session: Session, vault: Vault, *, batch_size: 
             break
         for row in rows:
             sealed = vault.reseal(row.reference_embedding, context=reference_context(row.id))
+            # Only if the descriptor is still the one read: a purge in between wins.
             session.execute(
                 update(Transaction)
-                .where(Transaction.id == row.id)
-                .values(reference_embedding=sealed, reference_key_id=key_id_of(sealed))
+                .where(
+                    Transaction.id == row.id,
+                    Transaction.reference_embedding.is_not(None),
+                    Transaction.images_purged_at.is_(None),
+                )
+                .values(reference_embedding=sealed, reference_key_id=key_id_of(sealed)),
+                execution_options={"synchronize_session": False},
             )
-        count += len(rows)
         last_id = rows[-1].id
-    session.flush()
-    return count
+        done(len(rows))
 
 
 def key_usage(session: Session) -> dict[str, int]:
