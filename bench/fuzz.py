@@ -13,7 +13,7 @@ with its case, for ``--replay``), worker restarts (pids and the server log), RSS
 each worker before and after, the slowest case, and the trial ledger (trials lost by
 the token = answers that report ``trials_remaining``).
 
-    python -m bench.fuzz --cases 50000 --max-seconds 3600 --json fuzz.json
+    python -m bench.fuzz --cases 50000 --max-seconds 3000 --json fuzz.json
     python -m bench.fuzz --replay fuzz-failures.jsonl
 """
 
@@ -247,7 +247,9 @@ def replay(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=50_000)
-    parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--max-seconds", type=float, default=3000.0, help="under the 1 h token lifetime"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4, help="client threads")
     parser.add_argument("--seed", type=int, default=0)

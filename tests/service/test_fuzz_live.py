@@ -162,14 +162,10 @@ EXTREME_SHAPES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect 1 of issue 10 (extreme shapes corrupt dlib's heap, the worker aborts), "
-    "fixed on branch harden-envelope",
-)
 def test_extreme_image_shapes_are_refused_without_a_crash(live: Live) -> None:
     """Flat images of extreme shape (tiny files, huge arrays), in every accepted format:
-    refused or matched, never a crash. Last in the module: on unfixed code it kills a worker."""
+    refused or matched, never a crash (defect 1 of issue 10). Last in the module: on
+    code without the envelope it kills a worker."""
     face = base64.b64encode(live.target.faces[0]).decode("ascii")
     try:
         for width, height, fmt in EXTREME_SHAPES:
