@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,35 @@ def rss_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def warm_up(url: str, target: fz.Target, calls: int) -> None:
+    """Real matches first, so both workers have loaded what a match needs (onnxruntime
+    arenas, decoder buffers) before RSS is measured: growth is then the campaign's."""
+    face = base64.b64encode(target.faces[0]).decode("ascii")
+    body = {"first_img": face, "second_img": face, "bundle_key": target.bundle_key}
+    headers = {"Authorization": f"Bearer {target.token}"}
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda _: httpx.post(
+                    f"{url}/api/v1/face/match/", json=body, headers=headers, timeout=120
+                ),
+                range(calls),
+            )
+        )
+
+
+def _sample_rss(
+    server: LiveServer,
+    tally: Tally,
+    timeline: list[tuple[int, dict[int, int | None]]],
+    every_s: float,
+) -> None:
+    """Worker RSS (KiB) every ``every_s`` seconds, keyed by cases sent so far."""
+    while True:
+        time.sleep(every_s)  # a sampling period, not a stand-in for an event
+        timeline.append((tally.sent, {pid: rss_kib(pid) for pid in server.worker_pids()}))
 
 
 def send(http: httpx.Client, case: fz.Case) -> tuple[int | None, bytes, float, str | None]:
@@ -148,6 +178,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
         target = fuzz_target.live_target(database, database_url, server.url, jpeg)
         pids = server.worker_pids()
         started = server.started_workers()
+        warm_up(server.url, target, args.warm_up)
         rss_before = {pid: rss_kib(pid) for pid in pids}
         trials_before = fuzz_target.trials_left(database, target.token)
         extreme_images = st.sampled_from(extreme).map(
@@ -160,6 +191,11 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
         cases: queue.Queue[fz.Case | None] = queue.Queue(maxsize=args.concurrency * 4)
         deadline = time.monotonic() + args.max_seconds
         bar = tqdm(total=args.cases, unit="case", smoothing=0.05)
+        rss_timeline: list[tuple[int, dict[int, int | None]]] = []
+        sampler = threading.Thread(
+            target=_sample_rss, args=(server, tally, rss_timeline, args.rss_every_s), daemon=True
+        )
+        sampler.start()
         threads = [
             threading.Thread(target=_sender, args=(server.url, cases, tally, failures, bar))
             for _ in range(args.concurrency)
@@ -219,6 +255,7 @@ def campaign(args: argparse.Namespace) -> dict[str, Any]:
             "worker_pids_after": pids_after,
             "rss_kib_before": rss_before,
             "rss_kib_after": {pid: rss_kib(pid) for pid in pids_after},
+            "rss_kib_timeline": rss_timeline,
             "slowest_s": round(tally.slowest_s, 3),
             "slowest_case": tally.slowest,
             "trials_spent": trials_spent,
@@ -253,6 +290,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4, help="client threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warm-up", type=int, default=40, help="real matches before RSS")
+    parser.add_argument("--rss-every-s", type=float, default=60.0)
     parser.add_argument("--database-url", help="default: a fresh SQLite file in --out")
     parser.add_argument("--out", help="folder for the database, server log and failures")
     parser.add_argument("--json", help="write the report here too")
