@@ -9,7 +9,7 @@ One call, step by step (the token's trial was already taken by ``CurrentToken``)
 3. variant with ``transaction_id``: the reference transaction is looked up in
    the caller's organisation (422 ``reference_not_found`` otherwise; a purged
    transaction is never a reference);
-4. the images are decoded and sealed, with no database transaction open; then
+4. the images are decoded and sealed before the first write (no lock held); then
    the ``pending`` row and its images are inserted and one unit of quota is
    taken last (no lock at all for an unlimited bundle) — committed together;
 5. the engine runs on the bounded work pool (429 when full);
@@ -53,7 +53,6 @@ from facematch.store.models import (
     Transaction,
     new_transaction_id,
 )
-from facematch.store.repository import QuotaState
 from facematch.store.sealed import open_reference_embedding, seal_reference_embedding
 from facematch.store.vault import Vault, VaultError
 
@@ -103,12 +102,17 @@ def parse_fields(fields: dict[str, Any], auth: AuthContext) -> FaceMatchRequest:
     return request
 
 
-def _take_quota(session: Session, *, auth: AuthContext, bundle_id: int, quota: QuotaState) -> None:
+def _quota_left(bundle: Bundle) -> bool:
+    # The bundle as authentication read it for this request: a plain read, no lock.
+    return bundle.quota_remaining is None or bundle.quota_remaining > 0
+
+
+def _take_quota(session: Session, *, auth: AuthContext, bundle: Bundle) -> None:
     """One unit of the bundle's quota, or 429. An unlimited bundle is not written to at
     all: no UPDATE, so no row lock that concurrent calls would queue on."""
-    if quota.unlimited:
+    if bundle.quota_remaining is None:
         return
-    if not repository.consume_quota(session, bundle_id=bundle_id):
+    if not repository.consume_quota(session, bundle_id=bundle.id):
         session.rollback()
         raise ApiError("quota_exhausted", lang=auth.lang, trials_remaining=auth.trials_remaining)
 
@@ -125,9 +129,9 @@ def _open_transaction(
     """The pending row, its encrypted images (``prepare_images``) and one unit of quota,
     in one commit: no row without its images, so a purge sees both or neither.
 
-    The heavy work comes before the quota: the images are decoded and sealed with no
-    database transaction open, then inserted, and only then is the quota taken, as
-    the last statement before the commit. The bundle's row lock (PostgreSQL) is
+    The heavy work comes before the quota: the images are decoded and sealed before
+    the first write, then inserted, and only then is the quota taken, as the last
+    statement before the commit. The bundle's row lock (PostgreSQL) is
     held for that UPDATE and the commit only, not for 10 MB of images; on SQLite
     the insert itself still holds the database's single write lock
     (docs/performance.md). Returns the row, the reference and the decoded images.
@@ -136,10 +140,9 @@ def _open_transaction(
         raise ApiError(
             "service_not_enabled", lang=auth.lang, trials_remaining=auth.trials_remaining
         )
-    # A plain read refuses an exhausted bundle before any heavy work; the UPDATE
-    # below stays the authority when several calls race for the last units.
-    quota = repository.read_quota(session, bundle_id=bundle.id)
-    if not quota.available:
+    # An exhausted bundle is refused before any heavy work; the UPDATE in
+    # _take_quota stays the authority when several calls race for the last units.
+    if not _quota_left(bundle):
         session.rollback()
         raise ApiError("quota_exhausted", lang=auth.lang, trials_remaining=auth.trials_remaining)
     transaction_id = new_transaction_id()
@@ -163,7 +166,7 @@ def _open_transaction(
                 processing_ms=0.0,
                 error_code=CATALOGUE["reference_not_found"].code,
             )
-            _take_quota(session, auth=auth, bundle_id=bundle.id, quota=quota)
+            _take_quota(session, auth=auth, bundle=bundle)
             session.commit()
             raise ApiError(
                 "reference_not_found",
@@ -180,8 +183,8 @@ def _open_transaction(
                 "stored_data_unreadable", lang=auth.lang, trials_remaining=auth.trials_remaining
             ) from exc
         reference = Reference(found.id, found.reference_model_id, embedding)
-    # End the read transaction: nothing is held while the images are decoded and sealed.
-    session.commit()
+    # Nothing is locked yet (reads take no row locks): the images are decoded and
+    # sealed before the first write.
     prepared = prepare_images(transaction_id) if prepare_images is not None else None
     transaction = repository.create_transaction(
         session,
@@ -194,7 +197,7 @@ def _open_transaction(
     if prepared is not None and prepared.rows:
         session.add_all(prepared.rows)
         session.flush()
-    _take_quota(session, auth=auth, bundle_id=bundle.id, quota=quota)
+    _take_quota(session, auth=auth, bundle=bundle)
     session.commit()
     return transaction, reference, prepared.decoded if prepared is not None else {}
 

@@ -212,36 +212,6 @@ def recharge_bundle(
     return bundle
 
 
-@dataclass(frozen=True)
-class QuotaState:
-    """A bundle's quota as read without any lock (see :func:`read_quota`)."""
-
-    active: bool
-    remaining: int | None  # None = unlimited
-
-    @property
-    def unlimited(self) -> bool:
-        return self.remaining is None
-
-    @property
-    def available(self) -> bool:
-        return self.active and (self.remaining is None or self.remaining > 0)
-
-
-def read_quota(session: Session, *, bundle_id: int) -> QuotaState:
-    """The bundle's quota by a plain read: no row lock, nothing written.
-
-    Lets a call refuse an exhausted bundle before doing any heavy work, and skip
-    the quota UPDATE (and its row lock) altogether when the quota is unlimited.
-    """
-    row = session.execute(
-        select(Bundle.active, Bundle.quota_remaining).where(Bundle.id == bundle_id)
-    ).first()
-    if row is None:
-        return QuotaState(active=False, remaining=0)
-    return QuotaState(active=bool(row.active), remaining=row.quota_remaining)
-
-
 def consume_quota(session: Session, *, bundle_id: int) -> bool:
     """Take one transaction from the bundle's quota; False when none is left.
 
@@ -444,9 +414,8 @@ def create_transaction(
     service: str,
     reference_transaction_id: str | None = None,
     transaction_id: str | None = None,
-    outcome: str = PENDING,
 ) -> Transaction:
-    """A transaction (``pending`` unless told) of the token's user, charged to ``bundle_id``.
+    """A ``pending`` transaction of the token's user, charged to ``bundle_id``.
 
     ``transaction_id`` lets the caller seal data for the row before inserting it.
     """
@@ -457,7 +426,7 @@ def create_transaction(
         bundle_id=bundle_id,
         token_id=token.id,
         service=service,
-        outcome=outcome,
+        outcome=PENDING,
         reference_transaction_id=reference_transaction_id,
     )
     session.add(transaction)
