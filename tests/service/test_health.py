@@ -141,3 +141,12 @@ def test_readyz_hides_the_reason_and_logs_it_once_per_change(
     logged = [r for r in caplog.records if getattr(r, "check", None) == "database"]
     assert len(logged) == 1  # three failing probes, one change
     assert secret in logged[0].outcome  # type: ignore[attr-defined]
+
+
+def test_probes_answer_head() -> None:
+    # Load balancers and uptime checkers often probe with HEAD; it was a 405.
+    readiness = Readiness()
+    readiness.add("models", _ok)
+    client = TestClient(_app(readiness))
+    assert client.head("/healthz").status_code == 200
+    assert client.head("/readyz").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -19,6 +20,7 @@ from facematch.service.logging import (
     RedactionFilter,
     RequestIdFilter,
     RequestIdMiddleware,
+    configure_logging,
     redact,
 )
 from tests.conftest import lfw_image
@@ -148,3 +150,20 @@ def test_access_log_never_contains_the_query_string(captured: io.StringIO) -> No
     text = captured.getvalue()
     assert TOKEN not in text
     assert "access_token" not in text
+
+
+def test_malformed_forms_do_not_log_a_warning_each(capsys: pytest.CaptureFixture[str]) -> None:
+    # python-multipart warns about each broken multipart body a client sends.
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser
+
+    configure_logging("INFO")
+    try:
+        parser = MultipartParser(b"boundary")
+        with contextlib.suppress(MultipartParseError):  # the 400 the route answers
+            parser.write(b"--bXundary\r\n")  # wrong boundary: warned, then raised
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_facematch", False)]:
+            root.removeHandler(handler)
+    assert "WARNING" not in capsys.readouterr().err

@@ -210,6 +210,9 @@ def configure_logging(level: str | int = "INFO", *, json_format: bool = True) ->
         uv.propagate = True
     # Alembic narrates every startup's schema check at INFO; keep its warnings only.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # python-multipart warns about each malformed form a client sends: the client's
+    # mistake, already answered 400 and counted; not a line per request to keep.
+    logging.getLogger("python_multipart").setLevel(max(logging.ERROR, root.level))
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False

@@ -158,12 +158,13 @@ def _set_exception(future: asyncio.Future[None], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-@router.get("/healthz", include_in_schema=False)
+# HEAD too: load balancers and uptime checkers often probe with it.
+@router.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/readyz", include_in_schema=False)
+@router.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
 async def readyz(request: Request) -> JSONResponse:
     readiness: Readiness | None = getattr(request.app.state, "readiness", None)
     if readiness is None:
