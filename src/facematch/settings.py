@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderName = Literal["onnx", "dlib"]
+DetectorName = Literal["hog", "blazeface"]
 
 
 class Settings(BaseSettings):
@@ -26,6 +27,11 @@ class Settings(BaseSettings):
     # --- engine -------------------------------------------------------------
     embedder: EmbedderName = Field(
         "onnx", description="Embedding backend: 'onnx' (fast, default) or 'dlib' (reference)."
+    )
+    detector: DetectorName = Field(
+        "hog",
+        description="Face detector: 'hog' (dlib, the pipeline of the shipped calibration) or "
+        "'blazeface' (CNN on onnxruntime; its descriptors carry another model id).",
     )
     onnx_threads: int = Field(
         1, ge=0, description="onnxruntime intra-op threads per session (0 = onnxruntime default)."

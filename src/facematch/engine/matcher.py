@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from facematch.engine.align import Aligner
-from facematch.engine.detect import FaceDetector, rotate
+from facematch.engine.align import Aligner, keypoint_chip
+from facematch.engine.detect import Detection, FaceDetector, rotate
 from facematch.engine.embed import Embedder, create_embedder
 from facematch.engine.errors import EngineError, ModelError, NoFaceError
 from facematch.engine.images import DecodedImage, ImageLimits, decode_image
@@ -24,9 +24,10 @@ from facematch.engine.scoring import Calibration, distance, load_calibration
 from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 
 if TYPE_CHECKING:
+    from facematch.engine.blazeface import BlazeFaceDetector
     from facematch.settings import Settings
 
-__all__ = ["DECODE_MAX_SIDE_PX", "FaceMatcher"]
+__all__ = ["DECODE_MAX_SIDE_PX", "FaceMatcher", "create_detector"]
 
 # Large JPEGs are decoded at reduced size (1/2, 1/4, 1/8) with the longer side
 # at least this long: more than the detector's working copy (<= 960×720 for a
@@ -46,7 +47,7 @@ class FaceMatcher:
         limits: ImageLimits | None = None,
         min_face_px: int = 40,
         calibration: Calibration | None = None,
-        detector: FaceDetector | None = None,
+        detector: FaceDetector | BlazeFaceDetector | None = None,
         aligner: Aligner | None = None,
         decode_max_side_px: int = DECODE_MAX_SIDE_PX,
     ) -> None:
@@ -73,10 +74,10 @@ class FaceMatcher:
         settings: Settings,
         *,
         calibration: Calibration | None = None,
-        detector: FaceDetector | None = None,
+        detector: FaceDetector | BlazeFaceDetector | None = None,
     ) -> FaceMatcher:
         """The matcher ``settings`` describe; ``calibration`` and ``detector``
-        replace the shipped calibration and the default detector."""
+        replace the shipped calibration and the detector ``settings.detector`` names."""
         embedder = create_embedder(
             settings.embedder, cache_dir=settings.cache_dir, onnx_threads=settings.onnx_threads
         )
@@ -85,6 +86,8 @@ class FaceMatcher:
             max_pixels=settings.max_image_pixels,
             min_side_px=settings.min_image_side_px,
         )
+        if detector is None:
+            detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
         return cls(
             embedder=embedder,
             threshold=settings.match_threshold,
@@ -96,7 +99,10 @@ class FaceMatcher:
 
     @property
     def model_id(self) -> str:
-        return self._embedder.model_id
+        """The embedder's model id, plus the detection/alignment pipeline when it is
+        not the one stored references were first made with (HOG + 5-point)."""
+        suffix = self._detector.pipeline_id
+        return f"{self._embedder.model_id}+{suffix}" if suffix else self._embedder.model_id
 
     @property
     def threshold(self) -> float:
@@ -120,7 +126,7 @@ class FaceMatcher:
         decoded = self._decode(image)
         found = self._detector.detect_one(decoded.pixels, scale=decoded.scale)
         pixels = rotate(decoded.pixels, found.rotation_deg)
-        chip = self._aligner.chip(pixels, found.box)
+        chip = self._chip(pixels, found)
         width, height = decoded.original_size_px
         if found.rotation_deg in (90, 270):
             width, height = height, width
@@ -133,6 +139,11 @@ class FaceMatcher:
             model_id=self.model_id,
         )
         return chip, observation
+
+    def _chip(self, pixels: np.ndarray, found: Detection) -> np.ndarray:
+        if self._detector.alignment == "keypoints" and found.keypoints is not None:
+            return keypoint_chip(pixels, np.asarray(found.keypoints, dtype=np.float64))
+        return self._aligner.chip(pixels, found.box)
 
     def _embed(self, chips: list[np.ndarray]) -> np.ndarray:
         return self._embedder.embed(np.stack(chips))
@@ -204,6 +215,17 @@ class FaceMatcher:
             first=first,
             second=second,
         )
+
+
+def create_detector(name: str, *, min_face_px: int = 40) -> FaceDetector | BlazeFaceDetector:
+    """The detector ``Settings.detector`` names: "hog" (dlib) or "blazeface" (CNN)."""
+    if name == "hog":
+        return FaceDetector(min_face_px=min_face_px)
+    if name == "blazeface":
+        from facematch.engine.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(min_face_px=min_face_px)
+    raise ValueError(f"unknown detector {name!r}")
 
 
 def _tagged(function, image, which):  # type: ignore[no-untyped-def]
