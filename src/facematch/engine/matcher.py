@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -121,12 +122,18 @@ class FaceMatcher:
     def _decode(self, image: bytes | str) -> DecodedImage:
         return decode_image(image, limits=self._limits, max_side_px=self._decode_max_side_px)
 
-    def _locate(self, image: bytes | str) -> tuple[np.ndarray, FaceObservation]:
+    def _locate(
+        self, image: bytes | str, timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, FaceObservation]:
         """Decode, detect and align one image: (chip, observation without embedding)."""
+        lap = _Laps(timings)
         decoded = self._decode(image)
+        lap("decode")
         found = self._detector.detect_one(decoded.pixels, scale=decoded.scale)
+        lap("detect")
         pixels = rotate(decoded.pixels, found.rotation_deg)
         chip = self._chip(pixels, found)
+        lap("align")
         width, height = decoded.original_size_px
         if found.rotation_deg in (90, 270):
             width, height = height, width
@@ -150,10 +157,19 @@ class FaceMatcher:
 
     # --- public API -----------------------------------------------------------
 
-    def observe(self, image: bytes | str) -> FaceObservation:
-        """The one face of ``image`` with its descriptor (raises a FaceError/ImageError)."""
-        chip, observation = self._locate(image)
-        return _with_embedding(observation, self._embed([chip])[0])
+    def observe(
+        self, image: bytes | str, *, timings: dict[str, float] | None = None
+    ) -> FaceObservation:
+        """The one face of ``image`` with its descriptor (raises a FaceError/ImageError).
+
+        ``timings``, when given, receives the seconds spent in each stage
+        (decode, detect, align, embed) that ran (evaluations and benchmarks).
+        """
+        chip, observation = self._locate(image, timings)
+        lap = _Laps(timings)
+        embedding = self._embed([chip])[0]
+        lap("embed")
+        return _with_embedding(observation, embedding)
 
     def match(self, first: bytes | str, second: bytes | str) -> MatchResult:
         """Compare the faces of two images; errors say which image failed (``.image``)."""
@@ -226,6 +242,20 @@ def create_detector(name: str, *, min_face_px: int = 40) -> FaceDetector | Blaze
 
         return BlazeFaceDetector(min_face_px=min_face_px)
     raise ValueError(f"unknown detector {name!r}")
+
+
+class _Laps:
+    """Records the time since the previous lap under a stage name (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self._timings = timings
+        self._last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self._timings is not None:
+            now = time.perf_counter()
+            self._timings[stage] = now - self._last
+            self._last = now
 
 
 def _tagged(function, image, which):  # type: ignore[no-untyped-def]
