@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         40_000_000, gt=0, description="Largest accepted image area in pixels (decompression bombs)."
     )
+    max_full_decode_pixels: int = Field(
+        16_000_000,
+        gt=0,
+        description="Largest accepted PNG/WebP area in pixels (no reduced decoding: decode cost).",
+    )
     min_image_side_px: int = Field(64, gt=0, description="Smallest accepted image side, in pixels.")
     min_face_px: int = Field(
         40, gt=0, description="Smallest face (box side, in original pixels) the engine accepts."

@@ -252,10 +252,52 @@ def test_reduced_size_with_exif_rotation_is_upright() -> None:
     assert decoded.scale == 0.5
 
 
-def test_reduced_size_only_for_jpeg() -> None:
-    decoded = decode_image(encode(Image.fromarray(gradient(800, 600)), "PNG"), max_side_px=200)
-    assert decoded.scale == 1.0
-    assert decoded.pixels.shape == (600, 800, 3)
+@pytest.mark.parametrize(
+    ("fmt", "params"), [("PNG", {}), ("WEBP", {"lossless": True}), ("PNG", {"interlace": 1})]
+)
+def test_png_and_webp_are_reduced_by_a_whole_factor(fmt: str, params: dict[str, object]) -> None:
+    # No reduced decoding for these formats: decoded at full size, then reduced
+    # (box filter) by the largest whole factor keeping the longer side >= max_side_px.
+    data = encode(Image.fromarray(gradient(800, 600)), fmt, **params)
+    decoded = decode_image(data, max_side_px=250)
+    assert decoded.pixels.shape == (200, 267, 3)  # 800 // 250 = 3, last box partial
+    assert decoded.original_size_px == (800, 600)
+    assert decoded.scale == 267 / 800
+    assert decode_image(data, max_side_px=800).pixels.shape == (600, 800, 3)
+    assert decode_image(data).pixels.shape == (600, 800, 3)
+
+
+def test_reduction_keeps_transparency_and_sixteen_bit_rules() -> None:
+    rgba = np.zeros((400, 400, 4), np.uint8)  # fully transparent black
+    decoded = decode_image(encode(Image.fromarray(rgba), "PNG"), max_side_px=100)
+    assert decoded.pixels.shape == (100, 100, 3)
+    assert (decoded.pixels == 255).all()  # composited onto white before reducing
+    grey16 = Image.fromarray(np.full((400, 400), 0xFF00, np.uint16))
+    decoded = decode_image(encode(grey16, "PNG"), max_side_px=100)
+    assert decoded.pixels.shape == (100, 100, 3)
+    assert (decoded.pixels == 0xFF).all()  # scaled, not clipped
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params"), [("PNG", {}), ("WEBP", {"lossless": True}), ("WEBP", {"quality": 50})]
+)
+def test_png_and_webp_have_a_stricter_pixel_limit(fmt: str, params: dict[str, object]) -> None:
+    # Full-size decoding costs ~20 ms of CPU per megapixel (docs/performance.md),
+    # so these formats stop at 16 MP where JPEG (reduced decoding) goes to 40 MP.
+    limits = ImageLimits()
+    assert limits.full_decode_limit == 16_000_000 < limits.max_pixels
+    flat = Image.new("L", (4000, 4001), 128)
+    _refuse_without_allocating(encode(flat, fmt, **params), limits)
+    decoded = decode_image(encode(flat.crop((0, 0, 4000, 4000)), fmt, **params), max_side_px=1280)
+    assert decoded.original_size_px == (4000, 4000)
+    assert decoded.pixels.shape == (1334, 1334, 3)
+
+
+def test_issue_6000_square_png_refused_before_decoding() -> None:
+    # 116 KB that cost ~4 s of CPU per call before the per-format limit.
+    data = encode(Image.new("RGB", (6000, 6000), (128, 128, 128)), "PNG")
+    assert len(data) < 200 * 1024
+    assert _refuse_without_allocating(data, ImageLimits()) < 2 * MIB
 
 
 def test_decoded_image_is_frozen() -> None:
@@ -403,7 +445,10 @@ def test_errors_share_the_image_error_branch() -> None:
             decode_image(data)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_bytes": 0}, {"max_pixels": -1}, {"min_side_px": 0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_bytes": 0}, {"max_pixels": -1}, {"min_side_px": 0}, {"max_full_decode_pixels": 0}],
+)
 def test_limits_must_be_positive(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         ImageLimits(**kwargs)

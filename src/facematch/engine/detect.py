@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from facematch.engine.envelope import check_native_input
 from facematch.engine.errors import FaceTooSmallError, MultipleFacesError, NoFaceError
 from facematch.engine.types import FaceBox
 
@@ -329,6 +330,7 @@ class FaceDetector:
 
         pyramid = dlib.pyramid_down(PYRAMID_RATE)
         work = _resize(pixels, plan.resize) if plan.resize != 1.0 else pixels
+        check_native_input(work)
         for _ in range(self.coarse_skip_levels):
             work = pyramid(work)
         rects, scores = self._dlib_run(work, 0)
@@ -338,6 +340,7 @@ class FaceDetector:
         return self._detections(pixels, lifted, scores, plan.resize, rotation_deg)
 
     def _dlib_run(self, work: np.ndarray, upsample: int) -> tuple[list, list[float]]:  # type: ignore[type-arg]
+        check_native_input(work, upsample=upsample)
         try:
             rects, scores, _ = self._dlib_detector().run(work, upsample, 0.0)
         except RuntimeError as exc:  # dlib reports image-format problems this way

@@ -5,10 +5,12 @@ cheapest-first and nothing large is allocated before it has been measured:
 
 1. size of the input (base64 text length, then decoded byte count);
 2. format, from the file's own header (JPEG, PNG, WebP; nothing else);
-3. width × height from the header, against the pixel limit, before any pixel
-   is decoded (decompression bombs);
+3. width × height from the header, before any pixel is decoded: the area
+   against the format's pixel limit (decompression bombs, decode cost), the
+   sides against the shape envelope (:mod:`facematch.engine.envelope`);
 4. decode, at reduced size for large JPEGs when the caller allows it;
-5. EXIF orientation, mode conversion to RGB.
+5. EXIF orientation, mode conversion to RGB, and for PNG/WebP a reduction to
+   the caller's working size (they have no reduced-size decoding).
 
 Pillow's own exceptions are translated into :mod:`facematch.engine.errors`
 classes. No Pillow global (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``) is
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from facematch.engine.envelope import check_image_shape
 from facematch.engine.errors import (
     CorruptImageError,
     ImageTooLargeError,
@@ -93,11 +96,19 @@ class ImageLimits:
     max_bytes: int = 5 * 1024 * 1024  # encoded bytes (after base64 decoding)
     max_pixels: int = 40_000_000  # width*height of the full image, checked from the header
     min_side_px: int = 64  # smaller side of the image
+    # width*height of formats always decoded at full size (PNG, WebP): bounds
+    # their decode cost, which JPEG's reduced decoding does not need.
+    max_full_decode_pixels: int = 16_000_000
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_pixels", "min_side_px"):
+        for name in ("max_bytes", "max_pixels", "min_side_px", "max_full_decode_pixels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ImageLimits.{name} must be positive")
+
+    @property
+    def full_decode_limit(self) -> int:
+        """The pixel limit of PNG and WebP: the stricter of the two area limits."""
+        return min(self.max_pixels, self.max_full_decode_pixels)
 
 
 @dataclass(frozen=True)
@@ -169,10 +180,11 @@ def decode_image(
     """Decode an encoded image to an upright RGB ``uint8`` array.
 
     ``data`` is base64 text (``str``, see :func:`decode_base64`) or the raw
-    encoded bytes. When ``max_side_px`` is given and the image is a JPEG whose
-    longer side exceeds it, the JPEG decoder's reduced-size mode is used (1/2,
-    1/4 or 1/8 scale): the decoded longer side is the smallest such size still
-    ``>= max_side_px``. Other formats always decode at full size.
+    encoded bytes. When ``max_side_px`` is given and the image's longer side
+    exceeds it, a JPEG is decoded in the decoder's reduced-size mode (1/2, 1/4
+    or 1/8 scale): the decoded longer side is the smallest such size still
+    ``>= max_side_px``. PNG and WebP decode at full size and are then reduced
+    by the largest whole factor that keeps the longer side ``>= max_side_px``.
 
     Raises only :class:`facematch.engine.errors.ImageError` subclasses for bad
     input; ``ValueError``/``TypeError`` for bad arguments.
@@ -194,7 +206,7 @@ def decode_image(
     if webp_size is not None:
         # libwebp allocates its whole canvas when the file is opened, before
         # Pillow reports the size, so WebP's area is checked from the raw header.
-        _check_pixels(webp_size, limits)
+        _check_pixels(webp_size, limits.full_decode_limit)
     image = _open(raw)
     try:
         return _decode_opened(image, limits=limits, max_side_px=max_side_px)
@@ -229,14 +241,16 @@ def _decode_opened(
     if format_name is None:  # a plugin we did not ask for; never expected
         raise UnsupportedImageError(f"{image.format} images are not accepted")
 
-    # Header-only checks. Area and smaller side do not depend on orientation.
+    # Header-only checks. Area and sides do not depend on orientation.
     width, height = image.size
-    _check_pixels((width, height), limits)
+    full_decode = format_name != "JPEG"
+    _check_pixels((width, height), limits.full_decode_limit if full_decode else limits.max_pixels)
     if min(width, height) < limits.min_side_px:
         raise ImageTooSmallError(
             f"image is {width}×{height} pixels; its smaller side must be at least "
             f"{limits.min_side_px}"
         )
+    check_image_shape(width, height)
 
     if max_side_px is not None and format_name == "JPEG" and max(width, height) > max_side_px:
         # The longer side is the same axis before and after an EXIF rotation, so
@@ -264,7 +278,10 @@ def _decode_opened(
     if orientation in _SWAPS_AXES:
         width, height = height, width
 
-    pixels = _to_rgb_array(upright)
+    reduce_by = 1
+    if max_side_px is not None and full_decode:
+        reduce_by = max(1, max(width, height) // max_side_px)
+    pixels = _to_rgb_array(upright, reduce_by)
     return DecodedImage(
         pixels=pixels,
         original_size_px=(width, height),
@@ -286,30 +303,40 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
 
 
-def _to_rgb_array(image: Image.Image) -> np.ndarray:
-    """RGB uint8, C-contiguous. Transparency is composited onto white."""
+def _to_rgb_array(image: Image.Image, reduce_by: int = 1) -> np.ndarray:
+    """RGB uint8, C-contiguous, ``reduce_by`` times smaller (box filter).
+
+    Transparency is composited onto white.
+    """
+    rgb = _to_rgb(image)
+    if reduce_by > 1:
+        rgb = rgb.reduce(reduce_by)
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:
         # Scale 16-bit samples to 8 bits (Pillow's convert() would clip at 255).
         grey = (np.clip(np.asarray(image), 0, 65535) >> 8).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        return Image.fromarray(grey).convert("RGB")
     # PNG can also mark one palette entry (P) or one colour (L, RGB) transparent.
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         # Transparent areas carry arbitrary colour values; white is the neutral
         # background of ID and passport photos and never hides anything.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba).convert("RGB")
-    elif mode != "RGB":
-        image = image.convert("RGB")  # L, 1, P, CMYK, YCbCr
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode != "RGB":
+        return image.convert("RGB")  # L, 1, P, CMYK, YCbCr
+    return image
 
 
-def _check_pixels(size: tuple[int, int], limits: ImageLimits) -> None:
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
-    if width * height > limits.max_pixels:
+    if width * height > max_pixels:
         raise TooManyPixelsError(
-            f"image is {width}×{height} = {width * height} pixels; the limit is {limits.max_pixels}"
+            f"image is {width}×{height} = {width * height} pixels; the limit is {max_pixels}"
         )
 
 

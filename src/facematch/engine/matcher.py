@@ -86,6 +86,7 @@ class FaceMatcher:
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
             min_side_px=settings.min_image_side_px,
+            max_full_decode_pixels=settings.max_full_decode_pixels,
         )
         if detector is None:
             detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
