@@ -307,3 +307,13 @@ def test_matcher_on_blazeface_matches_and_keeps_its_descriptors_apart(lfw_root: 
     observed = matcher.observe(first)
     with pytest.raises(ValueError, match="reference descriptor is from model"):
         matcher.match_reference(second, observed.embedding, "dlib-resnet-v1")
+
+
+@pytest.mark.parametrize("shape", [(64, 400, 3), (9000, 2500, 3)])
+def test_arrays_outside_the_envelope_are_refused_before_native_code(
+    detector: BlazeFaceDetector, shape: tuple[int, int, int]
+) -> None:
+    from facematch.engine.errors import ImageShapeError
+
+    with pytest.raises(ImageShapeError):
+        detector.detect_one(np.zeros(shape, np.uint8))

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from facematch.engine.detect import Detection, VisibilityRule, select_single_face
+from facematch.engine.envelope import check_native_input
 from facematch.engine.errors import ModelError
 from facematch.engine.types import FaceBox
 
@@ -296,7 +297,9 @@ class BlazeFaceDetector:
             square = _square(image, view)
             if turn:
                 square = np.rot90(square, k=-turn)
-            regressors, logits = self.run_squares(np.ascontiguousarray(square[None]))
+            square = np.ascontiguousarray(square)
+            check_native_input(square)
+            regressors, logits = self.run_squares(square[None])
             # Square pixels (turned) → square pixels (upright) → image pixels.
             to_image = _compose(view.to_image(), back)
             faces = decode(regressors[0], logits[0], min_score=self.min_score)
@@ -308,6 +311,7 @@ class BlazeFaceDetector:
         turn, after NMS (steps and orientation: module docstring)."""
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError(f"pixels must be uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
+        check_native_input(pixels)  # before Pillow resizes it and onnxruntime sees it
         height, width = pixels.shape[:2]
         image = Image.fromarray(pixels)
         whole = _views(width, height, tiles=False)
