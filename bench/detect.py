@@ -1,7 +1,7 @@
 """Detection on KYC-style inputs: dlib HOG against BlazeFace, in one process.
 
-For each image of the KYC-style set (:mod:`facematch.evaluation.kyc`, every
-fourth DevTest pair) the image is decoded once as the engine decodes it, then
+For the first ``--per-type`` images of each input type of the KYC-style set
+(:mod:`facematch.evaluation.kyc`, every fourth DevTest pair) the image is decoded once as the engine decodes it, then
 each detector's ``detect_one`` (orientation handling and the one-face rule
 included) is timed ``--repeats`` times; the figure per image is the median, and
 the table shows per input type the median of those, the refusals, and the
@@ -15,7 +15,8 @@ p50 / p90 over the whole mix. Then:
 One thread for onnxruntime. The machine may be shared: compare the columns of
 one run (same process, interleaved), not runs of different days.
 
-    python -m bench.detect [--repeats 5] [--pairs 20] [--lfw-root DIR] [--kyc-dir DIR]
+    python -m bench.detect [--repeats 5] [--pairs 20] [--per-type 15] [--lfw-root DIR]
+                           [--kyc-dir DIR]
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--per-type", type=int, default=15, help="images per input type")
     parser.add_argument("--lfw-root", type=Path, default=DEFAULT_LFW)
     parser.add_argument(
         "--kyc-dir", type=Path, default=Path(tempfile.gettempdir()) / "facematch-kyc"
@@ -73,7 +75,11 @@ def main() -> None:
     kyc = build_set(args.lfw_root, listed, args.kyc_dir, only=range(0, len(listed), 4))
     per_type: dict[str, dict[str, list[float]]] = {}
     refused: dict[str, dict[str, int]] = {}
+    taken: dict[str, int] = {}
     for spec in kyc.images():
+        if taken.get(spec.input_type, 0) >= args.per_type:
+            continue
+        taken[spec.input_type] = taken.get(spec.input_type, 0) + 1
         decoded = decode_image(
             kyc.path(spec).read_bytes(), limits=LIMITS, max_side_px=DECODE_MAX_SIDE_PX
         )

@@ -317,3 +317,20 @@ def test_arrays_outside_the_envelope_are_refused_before_native_code(
 
     with pytest.raises(ImageShapeError):
         detector.detect_one(np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize("turned_deg", [90, 180, 270])
+def test_a_turned_card_costs_at_most_four_upright_searches(
+    lfw_root: Path, monkeypatch: pytest.MonkeyPatch, turned_deg: int
+) -> None:
+    """Counted in network calls (the cost unit), not wall time: bench/detect.py times it."""
+    counting = BlazeFaceDetector()
+    calls = []
+    original = counting.run_squares
+    monkeypatch.setattr(counting, "run_squares", lambda s: calls.append(len(s)) or original(s))
+    card = id_card(load(lfw_image(lfw_root, "Hamid_Karzai", 2)), portrait_px=260, ghost=True)
+    counting.detect_one(card)
+    upright = len(calls)
+    calls.clear()
+    counting.detect_one(rotate(card, turned_deg))
+    assert 1 <= len(calls) <= 4 * upright

@@ -13,12 +13,19 @@ Views of the image, cheapest first (docs/engine.md has the measurements):
 2. when the image is elongated: squares of the shorter side along the longer
    one (a 120 px portrait on an 856×540 card becomes a 28 px face instead of
    18 px);
-3. the same, turned clockwise by 90, then 270, then 180 degrees.
+3. the same, turned clockwise by 90, then 270, then 180 degrees;
+4. a grid of squares of half the shorter side, at each turn in the same order
+   (faces of 7.5-15 % of the shorter side, e.g. the portrait of a card
+   photographed on a table).
 
-The search stops at the first step whose turn has seen a face scoring at least
-``ACCEPT_SCORE``; when none does, the faces kept are those of the turn whose
-best face scores highest (an upside-down face is often also "seen" upright,
-weaker, with its keypoints pointing the wrong way). Within that turn, orientation is read from the
+The search stops at the first step that finds a face. Unless its best face
+scores ``ACCEPT_SCORE`` and is upright in the view that found it, a square of
+twice its side around it is seen turned the way its keypoints say is up, and
+half a turn from that (an upside-down face is often also "seen" upright,
+weaker, with its keypoints pointing the wrong way). If the second scores
+higher, the step is run again half a turn further; otherwise the face seen
+upright in the square replaces it (a sideways face found in a turned view gets
+the box and keypoints of an upright look). Within that turn, orientation is read from the
 keypoints: BlazeFace finds faces rolled well past 45 degrees, and its eye line
 tells which quarter turn makes the face upright. Each detection carries that turn as
 ``rotation_deg`` with its box and keypoints expressed in the turned image, so
@@ -62,8 +69,8 @@ NMS_IOU = 0.3
 TILE_ASPECT = 1.25
 # Keypoint order in the model's output.
 RIGHT_EYE, LEFT_EYE, NOSE, MOUTH, RIGHT_EAR, LEFT_EAR = range(6)
-# An upright face scored at least this ends the search (no turned views are
-# run); a weaker best face is compared with what the turned views see. On LFW
+# A best face scored at least this is taken the way its keypoints say is up; a
+# weaker one is first checked against being upside down (two calls on a crop). On LFW
 # View 1 DevTrain 3.4 % of upright photos score less (they cost more turns) and
 # 0.12 % of the same photos upside down score this much upright (docs/engine.md).
 ACCEPT_SCORE = 0.86
@@ -80,6 +87,11 @@ HOG_SHIFT_X, HOG_SHIFT_Y, HOG_SIDE_RATIO = -0.034, -0.053, 1.0
 # ratio and border margin are the HOG rule's). Fitted on LFW View 1 DevTrain:
 # 2 of 861 photos refused, a second person and a large poster face (docs/engine.md).
 SECONDARY_MIN_SCORE = 0.6
+# The fine grid (last resort for small faces): squares of half the shorter
+# side, overlapping by this fraction, never smaller than FINE_MIN_SIDE_PX
+# (below it the view would upscale the image).
+FINE_OVERLAP = 0.3
+FINE_MIN_SIDE_PX = 128
 # Clockwise quarter turns of the views, in order: sideways before upside down
 # (phones store sideways photos far more often than upside-down ones).
 TURNS = (0, 1, 3, 2)
@@ -116,6 +128,11 @@ class RawFace:
         corners = _apply(matrix, self.box.reshape(2, 2))
         box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
         return RawFace(box, _apply(matrix, self.keypoints), self.score)
+
+    @property
+    def upright_turn(self) -> int:
+        """Clockwise quarter turns of the frame that make this face upright."""
+        return round(-self.roll_deg / 90) % 4
 
     @property
     def roll_deg(self) -> float:
@@ -213,6 +230,21 @@ def _views(width: int, height: int, *, tiles: bool) -> list[_View]:
     return [_View(0, float(o), short) for o in offsets]
 
 
+def _grid(width: int, height: int) -> list[_View]:
+    """Squares of half the shorter side, overlapping by at least 30 % of their side
+    (a face up to 0.3 × the square, the size found here and not by the larger views,
+    lies whole in one of them); none when they would be smaller than FINE_MIN_SIDE_PX."""
+    side = min(width, height) / 2
+    if side < FINE_MIN_SIDE_PX:
+        return []
+
+    def offsets(length: int) -> np.ndarray:
+        count = math.ceil((length - side) / ((1 - FINE_OVERLAP) * side)) + 1
+        return np.linspace(0, length - side, count)
+
+    return [_View(float(x), float(y), side) for y in offsets(height) for x in offsets(width)]
+
+
 def _square(image: Image.Image, view: _View) -> np.ndarray:
     box = (view.left, view.top, view.left + view.side, view.top + view.side)
     if view.left < 0 or view.top < 0 or box[2] > image.width or box[3] > image.height:
@@ -243,6 +275,7 @@ class BlazeFaceDetector:
         refuse_multiple_faces: bool = True,
         min_score: float = MIN_SCORE,
         accept_score: float = ACCEPT_SCORE,
+        fine_grid: bool = True,
         threads: int = 1,
         model_path: Path = MODEL_PATH,
     ) -> None:
@@ -265,6 +298,7 @@ class BlazeFaceDetector:
         self.refuse_multiple_faces = refuse_multiple_faces
         self.min_score = min_score
         self.accept_score = accept_score
+        self.fine_grid = fine_grid
         try:
             digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
             if model_path == MODEL_PATH and digest != MODEL_SHA256:
@@ -287,17 +321,19 @@ class BlazeFaceDetector:
         regressors, logits = self._session.run(None, {"squares": squares})
         return regressors, logits
 
-    def _faces(self, image: Image.Image, views: list[_View], turn: int) -> list[RawFace]:
+    def _faces(
+        self, image: Image.Image, views: list[_View], turn: int, cache: dict[_View, np.ndarray]
+    ) -> list[RawFace]:
         """Faces seen in ``views`` turned clockwise by ``turn`` quarter turns, in upright
         image pixels. One network call per square: on one core a batch of n costs
-        more than n calls (measured in bench/stages.py)."""
+        more than n calls (docs/engine.md). ``cache`` keeps each view's square, so
+        a view looked at in several turns is resized once."""
         back = _quarter_turn(-turn, INPUT_PX, INPUT_PX)
         found = []
         for view in views:
-            square = _square(image, view)
-            if turn:
-                square = np.rot90(square, k=-turn)
-            square = np.ascontiguousarray(square)
+            if view not in cache:
+                cache[view] = _square(image, view)
+            square = np.ascontiguousarray(np.rot90(cache[view], k=-turn))
             check_native_input(square)
             regressors, logits = self.run_squares(square[None])
             # Square pixels (turned) → square pixels (upright) → image pixels.
@@ -307,32 +343,60 @@ class BlazeFaceDetector:
         return found
 
     def raw_faces(self, pixels: np.ndarray) -> list[RawFace]:
-        """Every face of ``pixels`` (upright image coordinates) seen at the best view
-        turn, after NMS (steps and orientation: module docstring)."""
+        """Every face of ``pixels`` (upright image coordinates), after NMS, seen at the
+        first view turn that finds one, checked against upside down (module docstring)."""
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError(f"pixels must be uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
         check_native_input(pixels)  # before Pillow resizes it and onnxruntime sees it
         height, width = pixels.shape[:2]
         image = Image.fromarray(pixels)
+        cache: dict[_View, np.ndarray] = {}
         whole = _views(width, height, tiles=False)
         tiles = (
             _views(width, height, tiles=True)
             if max(width, height) > TILE_ASPECT * min(width, height)
             else []
         )
-        by_turn: dict[int, list[RawFace]] = {}
-        for turn in TURNS:
-            for views in (whole, tiles):
-                if not views:
-                    continue
-                by_turn.setdefault(turn, []).extend(self._faces(image, views, turn))
-                if max((f.score for f in by_turn[turn]), default=0.0) >= self.accept_score:
-                    return weighted_nms(by_turn[turn])
-        # No face scored ACCEPT_SCORE: take the turn whose best face scores highest.
-        best_turn = max(
-            by_turn, key=lambda turn: max((f.score for f in by_turn[turn]), default=0.0)
-        )
-        return weighted_nms(by_turn[best_turn])
+        grid = _grid(width, height) if self.fine_grid else []
+        # Every turn of the cheap views before any fine grid: a big sideways face
+        # must not pay for an upright search of small faces.
+        steps = [(whole + tiles, turn) for turn in TURNS] + [(grid, turn) for turn in TURNS]
+        for views, turn in steps:
+            if not views:
+                continue
+            found = weighted_nms(self._faces(image, views, turn, cache))
+            if not found:
+                continue
+            best = max(found, key=lambda f: f.score)
+            if best.score >= self.accept_score and best.upright_turn == turn:
+                return found
+            upright, upside_down = self._seen_both_ways(image, best, cache)
+            if upside_down.score > upright.score:
+                # The best face reads the other way up: look again with the views turned
+                # half a turn more, so its keypoints (and every face's) point the right way.
+                again = weighted_nms(self._faces(image, views, (turn + 2) % 4, cache))
+                return again or found
+            if upright.score > 0:  # the face seen upright, framed: a better box and keypoints
+                found = [upright if f is best else f for f in found]
+            return found
+        return []
+
+    def _seen_both_ways(
+        self, image: Image.Image, face: RawFace, cache: dict[_View, np.ndarray]
+    ) -> tuple[RawFace, RawFace]:
+        """The best face in a square of twice ``face``'s side around it, seen turned the
+        way its keypoints say is up, and half a turn from that (two calls; score 0 when
+        none is seen)."""
+        side = 2 * float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+        centre = (face.box[:2] + face.box[2:]) / 2
+        crop = _View(float(centre[0] - side / 2), float(centre[1] - side / 2), side)
+        best = []
+        for turn in (face.upright_turn, (face.upright_turn + 2) % 4):
+            seen = self._faces(image, [crop], turn, cache)
+            best.append(
+                max(seen, key=lambda f: f.score, default=RawFace(face.box, face.keypoints, 0.0))
+            )
+        return best[0], best[1]
 
     # --- the detector interface -----------------------------------------------
 
@@ -366,7 +430,7 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 
 def _detection(face: RawFace, width: int, height: int) -> Detection:
     """``face`` (upright image pixels) expressed in the image turned to make it upright."""
-    quarter_turns = round(-face.roll_deg / 90) % 4
+    quarter_turns = face.upright_turn
     turned = face.mapped(_quarter_turn(quarter_turns, width, height))
     frame = (width, height) if quarter_turns % 2 == 0 else (height, width)
     x0, y0, x1, y1 = turned.box
