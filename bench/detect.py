@@ -3,8 +3,9 @@
 For the first ``--per-type`` images of each input type of the KYC-style set
 (:mod:`facematch.evaluation.kyc`, every fourth DevTest pair) the image is
 decoded once as the engine decodes it, then each detector's ``detect_one``
-(orientation handling and the one-face rule included) is timed ``--repeats`` times; the figure per image is the median, and
-the table shows per input type the median of those, the refusals, and the
+(orientation handling and the one-face rule included) is timed ``--repeats``
+times; the figure per image is the median, and the table shows per input type
+the median of those, the refusals, and the
 p50 / p90 over the whole mix. Then:
 
 * the face-size cliff: a 640×480 photo with one LFW face of ~185 px, and the
