@@ -13,8 +13,10 @@ p50 / p90 over the whole mix. Then:
 * the engine per realistic pair: ``FaceMatcher.match(selfie, card)`` (decode,
   detect, align, embed both), median over ``--pairs`` pairs of the set.
 
-One thread for onnxruntime. The machine may be shared: compare the columns of
-one run (same process, interleaved), not runs of different days.
+One thread for onnxruntime. Times are CPU time of the calling thread (where
+onnxruntime with one intra-op thread and dlib compute), so a shared machine
+slows the run but moves the figures little; still, compare the columns of one
+run (same process, interleaved), not runs of different days.
 
     python -m bench.detect [--repeats 5] [--pairs 20] [--per-type 15] [--lfw-root DIR]
                            [--kyc-dir DIR]
@@ -43,12 +45,14 @@ LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024)
 
 
 def _median_ms(function: Callable[[], object], repeats: int) -> float:
+    """Median CPU time of the calling thread, in ms: onnxruntime (one intra-op thread)
+    and dlib run in it, and on a shared machine wall time mostly measures the others."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.thread_time()
         with contextlib.suppress(FaceError):  # a refusal costs what it costs; counted apart
             function()
-        times.append(time.perf_counter() - start)
+        times.append(time.thread_time() - start)
     return statistics.median(times) * 1000
 
 
@@ -94,7 +98,7 @@ def main() -> None:
                 counts = refused.setdefault(spec.input_type, {})
                 counts[name] = counts.get(name, 0) + 1
 
-    print(f"detect_one per image, ms (median of {args.repeats}); refusals; one thread")
+    print(f"detect_one per image, CPU ms (median of {args.repeats}); refusals; one thread")
     print(f"{'input type':<24}{'n':>4}{'hog':>9}{'blazeface':>11}{'ratio':>8}{'refused h/b':>13}")
     everything: dict[str, list[float]] = {name: [] for name in detectors}
     for input_type in sorted(per_type):
@@ -112,7 +116,7 @@ def main() -> None:
         cnn = statistics.quantiles(everything["blazeface"], n=100)[q - 1]
         print(f"{label:<28}{hog:9.1f}{cnn:11.1f}{hog / cnn:8.1f}")
 
-    print("\nface-size cliff: 640×480, one face; detect_one ms (median)")
+    print("\nface-size cliff: 640×480, one face; detect_one CPU ms (median)")
     for face_px in (430, 344):  # pasted crop side; the face is ~0.43 of it
         data = _photo(args.lfw_root, 640, 480, face_px)
         decoded = decode_image(data, limits=LIMITS, max_side_px=DECODE_MAX_SIDE_PX)
@@ -122,7 +126,7 @@ def main() -> None:
         ]
         print(f"  face ≈ {round(face_px * 0.43)} px{cells[0]:9.1f}{cells[1]:11.1f}")
 
-    print(f"\nengine per selfie × card pair, ms (median over {args.pairs} pairs)")
+    print(f"\nengine per selfie × card pair, CPU ms (median over {args.pairs} pairs)")
     matchers = {
         "hog": FaceMatcher(detector=detectors["hog"], limits=LIMITS),
         "blazeface": FaceMatcher(detector=detectors["blazeface"], limits=LIMITS),
