@@ -245,18 +245,30 @@ def _grid(width: int, height: int) -> list[_View]:
     return [_View(float(x), float(y), side) for y in offsets(height) for x in offsets(width)]
 
 
-def _square(image: Image.Image, view: _View) -> np.ndarray:
-    box = (view.left, view.top, view.left + view.side, view.top + view.side)
-    if view.left < 0 or view.top < 0 or box[2] > image.width or box[3] > image.height:
-        # Letterbox: PIL fills outside the image with zeros when cropping.
-        square = image.crop(tuple(round(v) for v in box))
-        return np.asarray(
-            square.resize((INPUT_PX, INPUT_PX), Image.Resampling.BILINEAR, reducing_gap=2.0)
+class _Pyramid:
+    """The image and its box-filtered reductions by whole factors, made on demand.
+
+    A view is cut from the reduction that leaves it 128-255 px, then resized
+    bilinearly by less than 2: a bilinear resize straight from a large view
+    widens its filter with the factor and cost ~5× more (bench/detect.py)."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self._levels = {1: image}
+
+    def square(self, view: _View) -> np.ndarray:
+        factor = max(1, int(view.side // INPUT_PX))
+        if factor not in self._levels:
+            self._levels[factor] = self._levels[1].reduce(factor)
+        image = self._levels[factor]
+        box = tuple(
+            v / factor for v in (view.left, view.top, view.left + view.side, view.top + view.side)
         )
-    resized = image.resize(
-        (INPUT_PX, INPUT_PX), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0
-    )
-    return np.asarray(resized)
+        if box[0] < 0 or box[1] < 0 or box[2] > image.width or box[3] > image.height:
+            # Letterbox: Pillow fills outside the image with zeros when cropping.
+            image = image.crop(tuple(round(v) for v in box))
+            box = (0, 0, image.width, image.height)
+        resized = image.resize((INPUT_PX, INPUT_PX), Image.Resampling.BILINEAR, box=box)
+        return np.asarray(resized)
 
 
 class BlazeFaceDetector:
@@ -322,7 +334,7 @@ class BlazeFaceDetector:
         return regressors, logits
 
     def _faces(
-        self, image: Image.Image, views: list[_View], turn: int, cache: dict[_View, np.ndarray]
+        self, image: _Pyramid, views: list[_View], turn: int, cache: dict[_View, np.ndarray]
     ) -> list[RawFace]:
         """Faces seen in ``views`` turned clockwise by ``turn`` quarter turns, in upright
         image pixels. One network call per square: on one core a batch of n costs
@@ -332,7 +344,7 @@ class BlazeFaceDetector:
         found = []
         for view in views:
             if view not in cache:
-                cache[view] = _square(image, view)
+                cache[view] = image.square(view)
             square = np.ascontiguousarray(np.rot90(cache[view], k=-turn))
             check_native_input(square)
             regressors, logits = self.run_squares(square[None])
@@ -349,7 +361,7 @@ class BlazeFaceDetector:
             raise ValueError(f"pixels must be uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
         check_native_input(pixels)  # before Pillow resizes it and onnxruntime sees it
         height, width = pixels.shape[:2]
-        image = Image.fromarray(pixels)
+        image = _Pyramid(Image.fromarray(pixels))
         cache: dict[_View, np.ndarray] = {}
         whole = _views(width, height, tiles=False)
         tiles = (
@@ -382,7 +394,7 @@ class BlazeFaceDetector:
         return []
 
     def _seen_both_ways(
-        self, image: Image.Image, face: RawFace, cache: dict[_View, np.ndarray]
+        self, image: _Pyramid, face: RawFace, cache: dict[_View, np.ndarray]
     ) -> tuple[RawFace, RawFace]:
         """The best face in a square of twice ``face``'s side around it, seen turned the
         way its keypoints say is up, and half a turn from that (two calls; score 0 when
