@@ -7,10 +7,11 @@ valgrind with ``--valgrind``, and reports which shapes crash or corrupt memory.
 ``FaceDetector`` rows must read ``refused`` outside the envelope and ``ok``
 inside it.
 
-``cost`` measures what the largest image the intake accepts costs per call, per
-format, against a normal 640×480 call in the same process: CPU ms (median of
-repeated, interleaved calls of ``FaceMatcher.observe``) and the peak resident
-memory the call adds (MiB, VmHWM reset before each call).
+``cost`` measures what the costliest images the intake accepts cost per call,
+per format, against a normal 640×480 call in the same process: CPU ms (median
+of repeated, interleaved calls of ``FaceMatcher.observe``). The peak resident
+memory each call adds (MiB) is measured in a fresh child process per image
+(after one normal call, so that only the image's own cost shows).
 
     python -m bench.envelope sweep [--valgrind] [--stages hog,detector] [--shapes 64x70000,...]
     python -m bench.envelope cost [--repeats 5] [--lfw-root DIR]
@@ -19,12 +20,14 @@ memory the call adds (MiB, VmHWM reset before each call).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +37,8 @@ from PIL import Image
 
 MALLOC_DEBUG_LIB = Path("/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0")
 STAGES = ("hog", "hog-up1", "pyramid", "chip", "detector")
-# (height, width): inside the envelope, at its edges, and out to past the crash
-# width measured first (81,425 px); wide and tall.
+# (height, width): inside the envelope, at its edges, and out past the first
+# width measured to corrupt memory (81,382-81,396 px); wide and tall.
 DEFAULT_SHAPES = [
     (64, 256),
     (720, 2880),
@@ -116,8 +119,10 @@ def _run_child(stage: str, height: int, width: int, *, valgrind: bool) -> tuple[
         return "ok", elapsed
     if done.returncode == EXIT_REFUSED:
         return "refused", elapsed
-    last = (done.stderr.strip().splitlines() or ["?"])[-1][:60]
-    return f"CRASH (exit {done.returncode}: {last})", elapsed
+    # glibc's own words (e.g. "free(): invalid pointer"), else the last line.
+    lines = done.stderr.strip().splitlines() or ["?"]
+    said = next((line for line in lines if re.search(r"malloc|free\(|corrupt", line)), lines[-1])
+    return f"CRASH (exit {done.returncode}: {said.split('Fatal')[0][:50]})", elapsed
 
 
 def sweep(stages: list[str], shapes: list[tuple[int, int]], *, valgrind: bool) -> None:
@@ -158,6 +163,18 @@ def _largest_jpeg(width: int, height: int, max_bytes: int, **options: object) ->
     raise RuntimeError("no JPEG quality fits")
 
 
+def _with_refinement_scans(data: bytes, total_scans: int) -> bytes:
+    """A progressive JPEG padded to ``total_scans`` with copies of its smallest
+    luma AC refinement scan, the costliest kind per byte (a full pass over the
+    luma blocks)."""
+    starts = [m.start() for m in re.finditer(b"\xff\xda", data)]
+    scans = [data[a:b] for a, b in zip(starts, [*starts[1:], len(data) - 2], strict=True)]
+    # SOS header: marker, length, Ns, (component, tables) × Ns, Ss, Se, Ah/Al.
+    refinements = [s for s in scans if s[4] == 1 and s[5] == 1 and s[7] == 1 and s[9] >> 4]
+    extra = min(refinements, key=len) * (total_scans - len(scans))
+    return data[:-2] + extra + data[-2:]
+
+
 def _face_photo(lfw_root: Path | None) -> bytes | None:
     """A 640×480 JPEG with one LFW face in it (the normal call)."""
     if lfw_root is None:
@@ -176,6 +193,7 @@ def _cases(lfw_root: Path | None) -> dict[str, bytes]:
     from facematch.engine.images import ImageLimits
 
     limits = ImageLimits()
+    most_scans = limits.max_jpeg_scan_pixels // limits.max_pixels
     # The largest accepted areas, at the widest accepted aspect that keeps them inside.
     full_w, full_h = _at_limit(limits.full_decode_limit, 2.5)
     jpeg_w, jpeg_h = _at_limit(limits.max_pixels, 2.5)
@@ -189,8 +207,9 @@ def _cases(lfw_root: Path | None) -> dict[str, bytes]:
         f"{jpeg_w}×{jpeg_h} JPEG baseline, ≤ 5 MiB": _largest_jpeg(
             jpeg_w, jpeg_h, limits.max_bytes
         ),
-        f"{jpeg_w}×{jpeg_h} JPEG progressive, ≤ 5 MiB": _largest_jpeg(
-            jpeg_w, jpeg_h, limits.max_bytes, progressive=True
+        f"{jpeg_w}×{jpeg_h} JPEG progressive, {most_scans} scans, ≤ 5 MiB": _with_refinement_scans(
+            _largest_jpeg(jpeg_w, jpeg_h, limits.max_bytes - (1 << 20), progressive=True),
+            most_scans,
         ),
         f"{full_w}×{full_h} PNG RGB flat": _encode(flat, "PNG"),
         f"{full_w}×{full_h} PNG RGBA interlaced": _encode(alpha, "PNG", interlace=1),
@@ -217,6 +236,22 @@ def _peak_rss_delta_mib(call: Callable[[], object]) -> float:
     return (_status_kib("VmHWM") - before) / 1024
 
 
+def _memory_child(path: Path, normal: Path) -> None:
+    """Print the peak MiB one call on ``path`` adds in a fresh process."""
+    from facematch.engine.errors import EngineError
+    from facematch.engine.matcher import FaceMatcher
+
+    matcher = FaceMatcher()
+
+    def call(data: bytes) -> None:
+        with contextlib.suppress(EngineError):
+            matcher.observe(data)
+
+    call(normal.read_bytes())  # every stage's first-call allocations, paid here
+    data = path.read_bytes()
+    print(f"{_peak_rss_delta_mib(lambda: call(data)):.1f}")
+
+
 def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -226,11 +261,13 @@ def _status_kib(field: str) -> int:
 
 def cost(repeats: int, lfw_root: Path | None) -> None:
     from facematch.engine.errors import EngineError
-    from facematch.engine.matcher import FaceMatcher
+    from facematch.engine.images import decode_image
+    from facematch.engine.matcher import DECODE_MAX_SIDE_PX, FaceMatcher
 
     matcher = FaceMatcher()
     matcher.warm_up()
     cases = _cases(lfw_root)
+    memory = _memory_per_case(cases)
 
     def call(data: bytes) -> str:
         try:
@@ -240,24 +277,49 @@ def cost(repeats: int, lfw_root: Path | None) -> None:
         return "face"
 
     outcome = {name: call(data) for name, data in cases.items()}  # also a warm-up
+
+    def decode(data: bytes) -> None:
+        with contextlib.suppress(EngineError):
+            decode_image(data, max_side_px=DECODE_MAX_SIDE_PX)  # the matcher's defaults
+
     cpu: dict[str, list[float]] = {name: [] for name in cases}
-    memory: dict[str, list[float]] = {name: [] for name in cases}
+    decode_cpu: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):  # interleaved, so drifting load hits every case alike
         for name, data in cases.items():
-            start = time.process_time()
-            call(data)
-            cpu[name].append((time.process_time() - start) * 1000)
-            memory[name].append(_peak_rss_delta_mib(lambda data=data: call(data)))
+            for function, results in ((call, cpu), (decode, decode_cpu)):
+                start = time.process_time()
+                function(data)
+                results[name].append((time.process_time() - start) * 1000)
     base = statistics.median(cpu[next(iter(cases))])
-    print(f"# FaceMatcher.observe, one process, {repeats} interleaved runs; load {os.getloadavg()}")
-    print("| image | bytes | outcome | CPU ms (median) | × normal | peak +MiB (median) |")
-    print("|---|---|---|---|---|---|")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"# FaceMatcher.observe, one process, {repeats} interleaved runs; load {load}")
+    print("| image | bytes | outcome | call CPU ms | × normal | of which decode ms | peak +MiB |")
+    print("|---|---|---|---|---|---|---|")
     for name, data in cases.items():
         ms = statistics.median(cpu[name])
         print(
             f"| {name} | {len(data):,} | {outcome[name]} | {ms:.0f} | {ms / base:.1f}× "
-            f"| {statistics.median(memory[name]):.0f} |"
+            f"| {statistics.median(decode_cpu[name]):.0f} | {memory[name]:.0f} |"
         )
+
+
+def _memory_per_case(cases: dict[str, bytes]) -> dict[str, float]:
+    normal = next(iter(cases.values()))
+    with tempfile.TemporaryDirectory() as tmp:
+        normal_path = Path(tmp, "normal")
+        normal_path.write_bytes(normal)
+        memory = {}
+        for index, (name, data) in enumerate(cases.items()):
+            path = Path(tmp, str(index))
+            path.write_bytes(data)
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.envelope", "_memory", str(path), str(normal_path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            memory[name] = float(done.stdout.split()[-1])
+    return memory
 
 
 def main() -> None:
@@ -270,6 +332,9 @@ def main() -> None:
     cost_args = sub.add_parser("cost")
     cost_args.add_argument("--repeats", type=int, default=5)
     cost_args.add_argument("--lfw-root", type=Path, default=os.environ.get("FACEMATCH_LFW_ROOT"))
+    memory_child = sub.add_parser("_memory")
+    memory_child.add_argument("path", type=Path)
+    memory_child.add_argument("normal", type=Path)
     child = sub.add_parser("_child")
     child.add_argument("stage", choices=STAGES)
     child.add_argument("height", type=int)
@@ -277,6 +342,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "_child":
         sys.exit(_child(args.stage, args.height, args.width))
+    if args.command == "_memory":
+        _memory_child(args.path, args.normal)
+        return
     if args.command == "sweep":
         shapes = DEFAULT_SHAPES
         if args.shapes:

@@ -1,8 +1,9 @@
 """The shape envelope: which images the intake accepts and which arrays may reach native code.
 
-dlib's HOG detector writes out of bounds on arrays wider than about 81,400
-pixels (measured with ``bench/envelope.py``; tall arrays become wide through
-the rotation retry), and silently corrupts the heap just below that. Nothing a
+dlib's image pyramid, which its HOG detector builds on every call, writes out
+of bounds on arrays wider than 81,381 pixels (measured with
+``bench/envelope.py``; tall arrays become wide through the rotation retry, and
+small ones through dlib's own upsampling) and the process aborts. Nothing a
 client sends may therefore reach dlib (or onnxruntime) unless its shape is
 inside this envelope, which holds two checks:
 
@@ -39,8 +40,8 @@ MAX_IMAGE_SIDE_PX = 10_000
 # 2.33 (21:9). Beyond 4 no face photo is plausible, and the detector's working
 # copy (shorter side <= 720) stays <= 2,880 px long.
 MAX_ASPECT_RATIO = 4.0
-# Any array handed to native code: ten times under the smallest width measured
-# to corrupt memory (81,425 px), and above every working copy the intake's
+# Any array handed to native code: ten times under the first width measured to
+# corrupt memory (81,382-81,396 px), and above every working copy the intake's
 # limits allow (about 3,000 px with the default detector; room for custom ones).
 MAX_NATIVE_SIDE_PX = 8192
 MAX_NATIVE_PIXELS = 8192 * 2048

@@ -14,6 +14,7 @@ branch of the tree, never by parsing messages::
     │   │   ├── ImageTooLargeError   more bytes than the byte limit
     │   │   ├── TooManyPixelsError   would decode to more pixels than allowed
     │   │   ├── ImageShapeError      a side or the aspect ratio is outside the envelope
+    │   │   ├── ImageTooComplexError  its encoding would cost too much to decode
     │   │   └── ImageTooSmallError   fewer pixels than a face needs
     │   └── FaceError                the image is fine, its faces are not
     │       ├── NoFaceError          no face found, rotations included
@@ -68,6 +69,10 @@ class TooManyPixelsError(ImageError):
 
 class ImageShapeError(ImageError):
     """A side or the aspect ratio is outside the shape envelope (engine/envelope.py)."""
+
+
+class ImageTooComplexError(ImageError):
+    """The encoding would cost too much to decode (e.g. a JPEG with too many scans)."""
 
 
 class ImageTooSmallError(ImageError):

@@ -33,6 +33,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from facematch.engine.envelope import check_image_shape
 from facematch.engine.errors import (
     CorruptImageError,
+    ImageTooComplexError,
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidBase64Error,
@@ -73,7 +74,9 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})
 
 # Leading bytes of formats we support (to tell "damaged JPEG" from "not an
 # image") and of common ones we refuse (to name them in the message).
-_SUPPORTED_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_JPEG_START_OF_SCAN = b"\xff\xda"
+_SUPPORTED_MAGIC = (_JPEG_MAGIC, b"\x89PNG\r\n\x1a\n")
 _REFUSED_MAGIC = {
     b"GIF87a": "GIF",
     b"GIF89a": "GIF",
@@ -85,6 +88,9 @@ _REFUSED_MAGIC = {
 }
 # 16-bit greyscale PNG modes; Pillow's own conversion clips them instead of scaling.
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+# Modes whose reduction commutes with the conversion to RGB (no palette, no
+# colour key; RGBA is averaged premultiplied).
+_REDUCE_FIRST_MODES = frozenset({"L", "RGB", "RGBA"})
 # Exceptions Pillow raises for damaged data while reading headers or pixels.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
@@ -99,9 +105,21 @@ class ImageLimits:
     # width*height of formats always decoded at full size (PNG, WebP): bounds
     # their decode cost, which JPEG's reduced decoding does not need.
     max_full_decode_pixels: int = 16_000_000
+    # A JPEG's scans × its pixels. Each scan is a pass over every block of its
+    # component(s), however few bytes it holds (~0.6 ms per megapixel for the
+    # costliest kind), so a 2 MB file of 50,000 scans cost 35 s of CPU. Encoders
+    # write 1 scan (baseline) to ~10 (progressive): this allows 12 scans at
+    # 40 MP, 40 at 12 MP (docs/images.md).
+    max_jpeg_scan_pixels: int = 12 * 40_000_000
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_pixels", "min_side_px", "max_full_decode_pixels"):
+        for name in (
+            "max_bytes",
+            "max_pixels",
+            "min_side_px",
+            "max_full_decode_pixels",
+            "max_jpeg_scan_pixels",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ImageLimits.{name} must be positive")
 
@@ -209,7 +227,9 @@ def decode_image(
         _check_pixels(webp_size, limits.full_decode_limit)
     image = _open(raw)
     try:
-        return _decode_opened(image, limits=limits, max_side_px=max_side_px)
+        return _decode_opened(
+            image, limits=limits, max_side_px=max_side_px, jpeg_scans=_jpeg_scans(raw)
+        )
     finally:
         image.close()
 
@@ -235,7 +255,7 @@ def _open(raw: bytes) -> Image.Image:
 
 
 def _decode_opened(
-    image: Image.Image, *, limits: ImageLimits, max_side_px: int | None
+    image: Image.Image, *, limits: ImageLimits, max_side_px: int | None, jpeg_scans: int
 ) -> DecodedImage:
     format_name = _REPORTED_FORMAT.get(image.format or "")
     if format_name is None:  # a plugin we did not ask for; never expected
@@ -251,6 +271,11 @@ def _decode_opened(
             f"{limits.min_side_px}"
         )
     check_image_shape(width, height)
+    if format_name == "JPEG" and jpeg_scans * width * height > limits.max_jpeg_scan_pixels:
+        raise ImageTooComplexError(
+            f"JPEG of {width}×{height} pixels has {jpeg_scans} scans; at this size at most "
+            f"{limits.max_jpeg_scan_pixels // (width * height)} are decoded"
+        )
 
     if max_side_px is not None and format_name == "JPEG" and max(width, height) > max_side_px:
         # The longer side is the same axis before and after an EXIF rotation, so
@@ -308,6 +333,10 @@ def _to_rgb_array(image: Image.Image, reduce_by: int = 1) -> np.ndarray:
 
     Transparency is composited onto white.
     """
+    if reduce_by > 1 and image.mode in _REDUCE_FIRST_MODES and "transparency" not in image.info:
+        # Reducing first spares full-size copies (compositing makes three).
+        # Pillow averages RGBA premultiplied, so compositing after is the same.
+        image, reduce_by = image.reduce(reduce_by), 1
     rgb = _to_rgb(image)
     if reduce_by > 1:
         rgb = rgb.reduce(reduce_by)
@@ -338,6 +367,16 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
         raise TooManyPixelsError(
             f"image is {width}×{height} = {width * height} pixels; the limit is {max_pixels}"
         )
+
+
+def _jpeg_scans(raw: bytes) -> int:
+    """Start-of-scan markers in a JPEG file (0 for other formats).
+
+    Counted on the bytes: inside entropy-coded data a 0xFF is always followed
+    by 0x00 or a marker, so the count is exact but for the same two bytes inside
+    a metadata segment or an embedded thumbnail: an upper bound, never less.
+    """
+    return raw.count(_JPEG_START_OF_SCAN) if raw.startswith(_JPEG_MAGIC) else 0
 
 
 def _webp_size(raw: bytes) -> tuple[int, int] | None:

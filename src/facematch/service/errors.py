@@ -266,6 +266,15 @@ _ENTRIES = [
         f"الصورة طويلة أو ضيقة أكثر من اللازم؛ يجب ألا يتجاوز ضلعها الأطول {_MAX_SIDE} بكسل "
         f"ولا {_MAX_RATIO} أضعاف ضلعها الأقصر.",
     ),
+    ErrorEntry(
+        "image_too_complex",
+        422,
+        2008,
+        "The image is encoded in too many passes to decode; send it as a baseline JPEG, "
+        "PNG or WebP.",
+        "الصورة مرمّزة على عدد كبير جدًا من المراحل بحيث يتعذّر فك ترميزها؛ أرسلها بصيغة JPEG "
+        "عادية (baseline) أو PNG أو WebP.",
+    ),
     # --- processing: the faces (21xx) ----------------------------------------
     ErrorEntry(
         "face_unusable",
@@ -424,6 +433,7 @@ ENGINE_ERRORS: dict[type[engine_errors.EngineError], ErrorEntry] = {
     engine_errors.TooManyPixelsError: CATALOGUE["image_too_many_pixels"],
     engine_errors.ImageTooSmallError: CATALOGUE["image_too_small"],
     engine_errors.ImageShapeError: CATALOGUE["image_bad_shape"],
+    engine_errors.ImageTooComplexError: CATALOGUE["image_too_complex"],
     engine_errors.FaceError: CATALOGUE["face_unusable"],
     engine_errors.NoFaceError: CATALOGUE["no_face"],
     engine_errors.MultipleFacesError: CATALOGUE["multiple_faces"],
