@@ -18,16 +18,17 @@ Views of the image, cheapest first (docs/engine.md has the measurements):
    (faces of 7.5-15 % of the shorter side, e.g. the portrait of a card
    photographed on a table).
 
-The search stops at the first step that finds a face. Unless its best face
-scores ``ACCEPT_SCORE`` and is upright in the view that found it, a square of
-twice its side around it is seen turned the way its keypoints say is up, and
-half a turn from that (an upside-down face is often also "seen" upright,
-weaker, with its keypoints pointing the wrong way). If the second scores
-higher, the step is run again half a turn further; otherwise the face seen
-upright in the square replaces it (a sideways face found in a turned view gets
-the box and keypoints of an upright look). Within that turn, orientation is read from the
-keypoints: BlazeFace finds faces rolled well past 45 degrees, and its eye line
-tells which quarter turn makes the face upright. Each detection carries that turn as
+The search stops at the first step that finds a face scoring ``STOP_SCORE``
+(weaker finds, often patterns, are kept only if nothing better turns up).
+Unless its best face scores ``ACCEPT_SCORE``, is upright in the view that
+found it and measures at least 30 % of the shorter side, a square of twice
+its side around it is seen at all four turns (an upside-down face is often
+also "seen" upright, weaker, with keypoints pointing the wrong way; a small
+sideways one sometimes too). The best look decides: at the view's turn the
+step's faces stand; at another turn the step's views are looked at again at
+that turn. Within that turn, orientation is read from the keypoints:
+BlazeFace finds faces rolled well past 45 degrees, and its eye line tells
+which quarter turn makes the face upright. Each detection carries that turn as
 ``rotation_deg`` with its box and keypoints expressed in the turned image, so
 the rest of the engine (alignment, the one-face rule) sees an upright face.
 """
@@ -83,6 +84,15 @@ ALIGNMENT: Literal["keypoints", "dlib5"] = "dlib5"
 # HOG_SIDE_RATIO): fitted on LFW View 1 DevTrain, so dlib's 5-point predictor
 # (trained on HOG boxes) and the one-face rule's border margin keep their meaning.
 HOG_SHIFT_X, HOG_SHIFT_Y, HOG_SIDE_RATIO = -0.034, -0.053, 1.0
+# ... and only when the face is at least this fraction of the shorter side: the
+# keypoints of small faces (a card's portrait, ~20 %) misread sideways and
+# upside-down faces as upright at 0.86-0.88 on the KYC-style cards; a selfie's
+# face (LFW: ~44 %) is trusted.
+TRUSTED_FACE_FRACTION = 0.3
+# A step whose best face scores less does not end the search (on the KYC-style
+# cards such faces were mostly guilloche patterns, 0.51-0.57); it is used only
+# when no step finds better.
+STOP_SCORE = 0.6
 # The one-face rule's score floor for a second face (BlazeFace's probability;
 # ratio and border margin are the HOG rule's). Fitted on LFW View 1 DevTrain:
 # 2 of 861 photos refused, a second person and a large poster face (docs/engine.md).
@@ -254,6 +264,7 @@ class _Pyramid:
 
     def __init__(self, image: Image.Image) -> None:
         self._levels = {1: image}
+        self.shorter_side = min(image.size)
 
     def square(self, view: _View) -> np.ndarray:
         factor = max(1, int(view.side // INPUT_PX))
@@ -287,6 +298,7 @@ class BlazeFaceDetector:
         refuse_multiple_faces: bool = True,
         min_score: float = MIN_SCORE,
         accept_score: float = ACCEPT_SCORE,
+        stop_score: float = STOP_SCORE,
         fine_grid: bool = True,
         threads: int = 1,
         model_path: Path = MODEL_PATH,
@@ -310,6 +322,7 @@ class BlazeFaceDetector:
         self.refuse_multiple_faces = refuse_multiple_faces
         self.min_score = min_score
         self.accept_score = accept_score
+        self.stop_score = stop_score
         self.fine_grid = fine_grid
         try:
             digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
@@ -373,42 +386,54 @@ class BlazeFaceDetector:
         # Every turn of the cheap views before any fine grid: a big sideways face
         # must not pay for an upright search of small faces.
         steps = [(whole + tiles, turn) for turn in TURNS] + [(grid, turn) for turn in TURNS]
+        weak: tuple[list[RawFace], list[_View], int] | None = None
         for views, turn in steps:
             if not views:
                 continue
             found = weighted_nms(self._faces(image, views, turn, cache))
             if not found:
                 continue
-            best = max(found, key=lambda f: f.score)
-            if best.score >= self.accept_score and best.upright_turn == turn:
-                return found
-            upright, upside_down = self._seen_both_ways(image, best, cache)
-            if upside_down.score > upright.score:
-                # The best face reads the other way up: look again with the views turned
-                # half a turn more, so its keypoints (and every face's) point the right way.
-                again = weighted_nms(self._faces(image, views, (turn + 2) % 4, cache))
-                return again or found
-            if upright.score > 0:  # the face seen upright, framed: a better box and keypoints
-                found = [upright if f is best else f for f in found]
-            return found
-        return []
+            if max(f.score for f in found) < self.stop_score:
+                # Weak: often a pattern (a card's guilloche). Keep looking; fall back on it.
+                if weak is None or max(f.score for f in found) > max(f.score for f in weak[0]):
+                    weak = (found, views, turn)
+                continue
+            return self._settled(image, found, views, turn, cache)
+        return self._settled(image, *weak, cache) if weak is not None else []
 
-    def _seen_both_ways(
-        self, image: _Pyramid, face: RawFace, cache: dict[_View, np.ndarray]
-    ) -> tuple[RawFace, RawFace]:
-        """The best face in a square of twice ``face``'s side around it, seen turned the
-        way its keypoints say is up, and half a turn from that (two calls; score 0 when
-        none is seen)."""
-        side = 2 * float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
-        centre = (face.box[:2] + face.box[2:]) / 2
-        crop = _View(float(centre[0] - side / 2), float(centre[1] - side / 2), side)
-        best = []
-        for turn in (face.upright_turn, (face.upright_turn + 2) % 4):
-            seen = self._faces(image, [crop], turn, cache)
-            best.append(
-                max(seen, key=lambda f: f.score, default=RawFace(face.box, face.keypoints, 0.0))
-            )
-        return best[0], best[1]
+    def _settled(
+        self,
+        image: _Pyramid,
+        found: list[RawFace],
+        views: list[_View],
+        turn: int,
+        cache: dict[_View, np.ndarray],
+    ) -> list[RawFace]:
+        """``found`` (seen in ``views`` turned by ``turn``) with its best face's turn settled:
+        kept when it scores ``accept_score`` upright in that view; otherwise a square of
+        twice its side around it is seen at all four turns (four calls) and the best
+        look decides: the same turn keeps ``found``; at another the views are looked
+        at again at that turn."""
+        best = max(found, key=lambda f: f.score)
+        side = float(max(best.box[2] - best.box[0], best.box[3] - best.box[1]))
+        if (
+            best.score >= self.accept_score
+            and best.upright_turn == turn
+            and side >= TRUSTED_FACE_FRACTION * image.shorter_side
+        ):
+            return found
+        centre = (best.box[:2] + best.box[2:]) / 2
+        crop = _View(float(centre[0] - side), float(centre[1] - side), 2 * side)
+        looks = {t: self._faces(image, [crop], t, cache) for t in TURNS}
+        upright = max(TURNS, key=lambda t: max((f.score for f in looks[t]), default=0.0))
+        if not looks[upright]:
+            return found
+        if upright == turn:
+            # Keep the views' own boxes: the one-face rule compares box sides, and
+            # a face looked at closer gets a tighter box than its neighbours.
+            return found
+        again = weighted_nms(self._faces(image, views, upright, cache))
+        return again or [max(looks[upright], key=lambda f: f.score)]
 
     # --- the detector interface -----------------------------------------------
 
