@@ -367,14 +367,14 @@ class BlazeFaceDetector:
             found += [f.mapped(to_image) for f in faces]
         return found
 
-    def raw_faces(self, pixels: np.ndarray) -> list[RawFace]:
+    def raw_faces(self, pixels: np.ndarray, image: _Pyramid | None = None) -> list[RawFace]:
         """Every face of ``pixels`` (upright image coordinates), after NMS, seen at the
         first view turn that finds one, checked against upside down (module docstring)."""
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError(f"pixels must be uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
         check_native_input(pixels)  # before Pillow resizes it and onnxruntime sees it
         height, width = pixels.shape[:2]
-        image = _Pyramid(Image.fromarray(pixels))
+        image = image if image is not None else _Pyramid(Image.fromarray(pixels))
         cache: dict[_View, np.ndarray] = {}
         whole = _views(width, height, tiles=False)
         tiles = (
@@ -443,20 +443,49 @@ class BlazeFaceDetector:
         return [_detection(face, width, height) for face in self.raw_faces(pixels)]
 
     def detect_one(self, pixels: np.ndarray, *, scale: float = 1.0) -> Detection:
-        """The single visible face, or a :class:`FaceError` saying why there is none."""
-        found = self.detect(pixels, scale=scale)
+        """The single visible face, or a :class:`FaceError` saying why there is none.
+
+        The one-face rule compares the boxes of the views (faces seen at one scale);
+        the face it keeps is then looked at closer (one call, a square of twice its
+        side, at its upright turn) and returned with that look's box and keypoints,
+        which frame a small face (a card's portrait, 20-30 px in a tile) better for
+        alignment."""
+        height, width = pixels.shape[:2]
+        image = _Pyramid(Image.fromarray(pixels)) if pixels.ndim == 3 else None
+        raw = self.raw_faces(pixels, image)
+        found = [_detection(face, width, height) for face in raw]
+        candidates = found
         if found and self.refuse_multiple_faces:
             # The one-face rule compares faces within one frame: keep those upright
             # in the candidate's frame (a face turned another way is a picture on
             # the wall or a printed card, not a second person beside the user).
             main = max(found, key=lambda d: (d.side_px, d.score))
-            found = [d for d in found if d.rotation_deg == main.rotation_deg]
-        return select_single_face(
-            found,
+            candidates = [d for d in found if d.rotation_deg == main.rotation_deg]
+        chosen = select_single_face(
+            candidates,
             min_face_px=self.min_face_px,
             scale=scale,
             visibility=self.visibility if self.refuse_multiple_faces else None,
         )
+        face = raw[next(i for i, d in enumerate(found) if d is chosen)]
+        closer = self._closer_look(image, face) if image is not None else None
+        if closer is None:
+            return chosen
+        refined = _detection(closer, width, height)
+        return refined if refined.rotation_deg == chosen.rotation_deg else chosen
+
+    def _closer_look(self, image: _Pyramid, face: RawFace) -> RawFace | None:
+        """``face`` seen in a square of twice its side at its upright turn: the look's
+        face overlapping it, or None."""
+        side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+        centre = (face.box[:2] + face.box[2:]) / 2
+        crop = _View(float(centre[0] - side), float(centre[1] - side), 2 * side)
+        seen = [
+            f
+            for f in self._faces(image, [crop], face.upright_turn, {})
+            if _iou(f.box, face.box) > NMS_IOU
+        ]
+        return max(seen, key=lambda f: f.score, default=None)
 
 
 def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
