@@ -454,13 +454,17 @@ class BlazeFaceDetector:
         image = _Pyramid(Image.fromarray(pixels)) if pixels.ndim == 3 else None
         raw = self.raw_faces(pixels, image)
         found = [_detection(face, width, height) for face in raw]
-        candidates = found
+        # Faces below the rule's score floor never count as a second face; nor may
+        # they be the candidate while a stronger face exists (a card's guilloche
+        # found at 0.5 with a box bigger than the portrait).
+        strong = [d for d in found if d.score >= self.visibility.min_score]
+        candidates = strong or found
         if found and self.refuse_multiple_faces:
             # The one-face rule compares faces within one frame: keep those upright
             # in the candidate's frame (a face turned another way is a picture on
             # the wall or a printed card, not a second person beside the user).
-            main = max(found, key=lambda d: (d.side_px, d.score))
-            candidates = [d for d in found if d.rotation_deg == main.rotation_deg]
+            main = max(candidates, key=lambda d: (d.side_px, d.score))
+            candidates = [d for d in candidates if d.rotation_deg == main.rotation_deg]
         chosen = select_single_face(
             candidates,
             min_face_px=self.min_face_px,
