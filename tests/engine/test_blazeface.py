@@ -334,3 +334,16 @@ def test_a_turned_card_costs_at_most_four_upright_searches(
     calls.clear()
     counting.detect_one(rotate(card, turned_deg))
     assert 1 <= len(calls) <= 4 * upright
+
+
+def test_a_weak_pattern_bigger_than_the_face_is_not_the_candidate(
+    detector: BlazeFaceDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A card's guilloche found at ~0.5 with a box bigger than the portrait must not be
+    embedded instead of the portrait (KYC-style set, docs/engine.md)."""
+    eyes_level = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.5, 0.8], [0.1, 0.5], [0.9, 0.5]])
+    pattern = RawFace(np.array([300.0, 100, 700, 500]), 300 + 400 * eyes_level, 0.52)
+    portrait = RawFace(np.array([60.0, 200, 160, 300]), [60, 200] + 100 * eyes_level, 0.8)
+    monkeypatch.setattr(detector, "raw_faces", lambda pixels, image=None: [pattern, portrait])
+    found = detector.detect_one(np.zeros((540, 856, 3), np.uint8))
+    assert found.box.right < 300
