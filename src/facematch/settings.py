@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderName = Literal["onnx", "dlib"]
+DetectorName = Literal["hog", "blazeface"]
 
 
 class Settings(BaseSettings):
@@ -26,6 +27,11 @@ class Settings(BaseSettings):
     # --- engine -------------------------------------------------------------
     embedder: EmbedderName = Field(
         "onnx", description="Embedding backend: 'onnx' (fast, default) or 'dlib' (reference)."
+    )
+    detector: DetectorName = Field(
+        "hog",
+        description="Face detector: 'hog' (dlib, the pipeline of the shipped calibration) or "
+        "'blazeface' (CNN on onnxruntime; its descriptors carry another model id).",
     )
     onnx_threads: int = Field(
         1, ge=0, description="onnxruntime intra-op threads per session (0 = onnxruntime default)."
@@ -39,6 +45,11 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(
         40_000_000, gt=0, description="Largest accepted image area in pixels (decompression bombs)."
+    )
+    max_full_decode_pixels: int = Field(
+        16_000_000,
+        gt=0,
+        description="Largest accepted PNG/WebP area in pixels (no reduced decoding: decode cost).",
     )
     min_image_side_px: int = Field(64, gt=0, description="Smallest accepted image side, in pixels.")
     min_face_px: int = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import struct
 import tracemalloc
 import zlib
@@ -17,6 +18,7 @@ from PIL import Image
 from facematch.engine.errors import (
     CorruptImageError,
     ImageError,
+    ImageTooComplexError,
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidBase64Error,
@@ -252,10 +254,66 @@ def test_reduced_size_with_exif_rotation_is_upright() -> None:
     assert decoded.scale == 0.5
 
 
-def test_reduced_size_only_for_jpeg() -> None:
-    decoded = decode_image(encode(Image.fromarray(gradient(800, 600)), "PNG"), max_side_px=200)
-    assert decoded.scale == 1.0
-    assert decoded.pixels.shape == (600, 800, 3)
+@pytest.mark.parametrize(
+    ("fmt", "params"), [("PNG", {}), ("WEBP", {"lossless": True}), ("PNG", {"interlace": 1})]
+)
+def test_png_and_webp_are_reduced_by_a_whole_factor(fmt: str, params: dict[str, object]) -> None:
+    # No reduced decoding for these formats: decoded at full size, then reduced
+    # (box filter) by the largest whole factor keeping the longer side >= max_side_px.
+    data = encode(Image.fromarray(gradient(800, 600)), fmt, **params)
+    decoded = decode_image(data, max_side_px=250)
+    assert decoded.pixels.shape == (200, 267, 3)  # 800 // 250 = 3, last box partial
+    assert decoded.original_size_px == (800, 600)
+    assert decoded.scale == 267 / 800
+    assert decode_image(data, max_side_px=800).pixels.shape == (600, 800, 3)
+    assert decode_image(data).pixels.shape == (600, 800, 3)
+
+
+def test_reduction_keeps_transparency_and_sixteen_bit_rules() -> None:
+    rgba = np.zeros((400, 400, 4), np.uint8)  # fully transparent black
+    decoded = decode_image(encode(Image.fromarray(rgba), "PNG"), max_side_px=100)
+    assert decoded.pixels.shape == (100, 100, 3)
+    assert (decoded.pixels == 255).all()  # composited onto white before reducing
+    grey16 = Image.fromarray(np.full((400, 400), 0xFF00, np.uint16))
+    decoded = decode_image(encode(grey16, "PNG"), max_side_px=100)
+    assert decoded.pixels.shape == (100, 100, 3)
+    assert (decoded.pixels == 0xFF).all()  # scaled, not clipped
+
+
+def test_reducing_rgba_before_compositing_matches_compositing_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from facematch.engine import images
+
+    rgba = np.random.default_rng(0).integers(0, 256, (600, 800, 4), dtype=np.uint8)
+    data = encode(Image.fromarray(rgba, "RGBA"), "PNG")
+    reduced_first = decode_image(data, max_side_px=250).pixels
+    monkeypatch.setattr(images, "_REDUCE_FIRST_MODES", frozenset())
+    composited_first = decode_image(data, max_side_px=250).pixels
+    assert reduced_first.shape == composited_first.shape == (200, 267, 3)
+    assert np.abs(reduced_first.astype(int) - composited_first).max() <= 2  # rounding only
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params"), [("PNG", {}), ("WEBP", {"lossless": True}), ("WEBP", {"quality": 50})]
+)
+def test_png_and_webp_have_a_stricter_pixel_limit(fmt: str, params: dict[str, object]) -> None:
+    # Full-size decoding costs ~20 ms of CPU per megapixel (docs/performance.md),
+    # so these formats stop at 16 MP where JPEG (reduced decoding) goes to 40 MP.
+    limits = ImageLimits()
+    assert limits.full_decode_limit == 16_000_000 < limits.max_pixels
+    flat = Image.new("L", (4000, 4001), 128)
+    _refuse_without_allocating(encode(flat, fmt, **params), limits)
+    decoded = decode_image(encode(flat.crop((0, 0, 4000, 4000)), fmt, **params), max_side_px=1280)
+    assert decoded.original_size_px == (4000, 4000)
+    assert decoded.pixels.shape == (1334, 1334, 3)
+
+
+def test_issue_6000_square_png_refused_before_decoding() -> None:
+    # 116 KB that cost ~4 s of CPU per call before the per-format limit.
+    data = encode(Image.new("RGB", (6000, 6000), (128, 128, 128)), "PNG")
+    assert len(data) < 200 * 1024
+    assert _refuse_without_allocating(data, ImageLimits()) < 2 * MIB
 
 
 def test_decoded_image_is_frozen() -> None:
@@ -403,7 +461,16 @@ def test_errors_share_the_image_error_branch() -> None:
             decode_image(data)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_bytes": 0}, {"max_pixels": -1}, {"min_side_px": 0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_bytes": 0},
+        {"max_pixels": -1},
+        {"min_side_px": 0},
+        {"max_full_decode_pixels": 0},
+        {"max_jpeg_scan_pixels": 0},
+    ],
+)
 def test_limits_must_be_positive(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         ImageLimits(**kwargs)
@@ -460,3 +527,47 @@ def test_webp_canvas_checked_before_pillow_opens_it(
     monkeypatch.setattr(Image, "open", must_not_open)
     with pytest.raises(TooManyPixelsError, match="300×200"):
         decode_image(data, limits=ImageLimits(max_pixels=300 * 200 - 1))
+
+
+# --- JPEG scans (decode cost) -------------------------------------------------
+
+
+def _with_extra_scans(data: bytes, extra: int) -> bytes:
+    """``data`` (a progressive JPEG) with its cheapest-looking scan repeated ``extra`` times.
+
+    libjpeg decodes a repeated refinement scan as another pass over the image
+    (it only warns), which is what makes a small file costly.
+    """
+    starts = [m.start() for m in re.finditer(b"\xff\xda", data)]
+    scans = [data[a:b] for a, b in zip(starts, [*starts[1:], len(data) - 2], strict=True)]
+    return data[:-2] + min(scans[1:], key=len) * extra + data[-2:]
+
+
+def test_jpeg_with_too_many_scans_is_refused_before_decoding() -> None:
+    # 2000×1500 = 3 MP: 480 M scan-pixels allow 160 scans; libjpeg writes 10.
+    data = jpeg(2000, 1500, progressive=True)
+    assert data.count(b"\xff\xda") == 10
+    decoded = decode_image(_with_extra_scans(data, 150), max_side_px=1280)
+    assert decoded.original_size_px == (2000, 1500)
+    crafted = _with_extra_scans(data, 151)
+    before = Image.core.get_stats()["new_count"]
+    with pytest.raises(ImageTooComplexError, match="161 scans"):
+        decode_image(crafted, max_side_px=1280)
+    assert Image.core.get_stats()["new_count"] == before  # refused before any pixel buffer
+
+
+def test_scan_limit_scales_with_the_area() -> None:
+    limits = ImageLimits(max_jpeg_scan_pixels=10 * 400 * 300)
+    decode_image(jpeg(400, 300, progressive=True), limits=limits)  # 10 scans: at the limit
+    with pytest.raises(ImageTooComplexError):
+        decode_image(jpeg(401, 300, progressive=True), limits=limits)
+    decode_image(jpeg(401, 300), limits=limits)  # baseline: one scan
+
+
+@pytest.mark.slow
+def test_standard_progressive_jpeg_at_the_pixel_limit_is_accepted() -> None:
+    # 10 scans × 40 MP is within the default 12 × 40 MP.
+    data = encode(Image.new("RGB", (8000, 5000), (90, 120, 150)), "JPEG", progressive=True)
+    decoded = decode_image(data, max_side_px=1280)
+    assert decoded.original_size_px == (8000, 5000)
+    assert decoded.pixels.shape == (1250, 2000, 3)

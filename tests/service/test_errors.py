@@ -42,6 +42,8 @@ ENGINE_CLASS_ENTRIES = {
     "image_too_large": "ImageTooLargeError",
     "image_too_many_pixels": "TooManyPixelsError",
     "image_too_small": "ImageTooSmallError",
+    "image_bad_shape": "ImageShapeError",
+    "image_too_complex": "ImageTooComplexError",
     "face_unusable": "FaceError",
     "no_face": "NoFaceError",
     "multiple_faces": "MultipleFacesError",

@@ -63,14 +63,12 @@ def _build_matcher(
     *,
     refuse_multiple_faces: bool = True,
 ) -> FaceMatcher:
-    from facematch.engine.detect import FaceDetector
     from facematch.engine.errors import EngineError
-    from facematch.engine.matcher import FaceMatcher
+    from facematch.engine.matcher import FaceMatcher, create_detector
 
-    detector = FaceDetector(
-        min_face_px=settings.min_face_px, refuse_multiple_faces=refuse_multiple_faces
-    )
     try:
+        detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
+        detector.refuse_multiple_faces = refuse_multiple_faces
         return FaceMatcher.from_settings(settings, calibration=calibration, detector=detector)
     except EngineError as exc:
         raise click.ClickException(f"cannot load the engine: {exc}") from exc

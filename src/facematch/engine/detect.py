@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from facematch.engine.envelope import check_native_input
 from facematch.engine.errors import FaceTooSmallError, MultipleFacesError, NoFaceError
 from facematch.engine.types import FaceBox
 
@@ -103,14 +104,17 @@ class Detection:
 
     ``box`` is in pixels of the array given to the detector, after rotating it
     clockwise by ``rotation_deg``; ``frame_px`` is that rotated array's
-    ``(width, height)``; ``score`` is the HOG detector's margin (> 0; higher
-    means more face-like).
+    ``(width, height)``; ``score`` is the detector's confidence (HOG: its
+    margin, > 0; BlazeFace: a probability); higher means more face-like.
+    ``keypoints`` (BlazeFace only) are the eyes, nose tip, mouth and ears as
+    ``(x, y)`` in the same frame as ``box``; None from the HOG detector.
     """
 
     box: FaceBox
     score: float
     rotation_deg: int
     frame_px: tuple[int, int]
+    keypoints: tuple[tuple[float, float], ...] | None = None
 
     @property
     def side_px(self) -> int:
@@ -207,6 +211,13 @@ class FaceDetector:
     Thread-safe: each thread gets its own dlib detector object (cheap to build;
     dlib does not document its detector as safe for concurrent calls).
     """
+
+    #: Appended to the embedder's model id by the matcher: descriptors of another
+    #: detection/alignment pipeline differ and must not be compared. Empty for
+    #: this, the pipeline the shipped calibration and stored references came from.
+    pipeline_id = ""
+    #: How the matcher aligns this detector's faces: dlib's 5-point predictor on the box.
+    alignment = "dlib5"
 
     def __init__(
         self,
@@ -319,6 +330,7 @@ class FaceDetector:
 
         pyramid = dlib.pyramid_down(PYRAMID_RATE)
         work = _resize(pixels, plan.resize) if plan.resize != 1.0 else pixels
+        check_native_input(work)
         for _ in range(self.coarse_skip_levels):
             work = pyramid(work)
         rects, scores = self._dlib_run(work, 0)
@@ -328,6 +340,7 @@ class FaceDetector:
         return self._detections(pixels, lifted, scores, plan.resize, rotation_deg)
 
     def _dlib_run(self, work: np.ndarray, upsample: int) -> tuple[list, list[float]]:  # type: ignore[type-arg]
+        check_native_input(work, upsample=upsample)
         try:
             rects, scores, _ = self._dlib_detector().run(work, upsample, 0.0)
         except RuntimeError as exc:  # dlib reports image-format problems this way

@@ -13,6 +13,8 @@ branch of the tree, never by parsing messages::
     │   │   ├── CorruptImageError    truncated or damaged image data
     │   │   ├── ImageTooLargeError   more bytes than the byte limit
     │   │   ├── TooManyPixelsError   would decode to more pixels than allowed
+    │   │   ├── ImageShapeError      a side or the aspect ratio is outside the envelope
+    │   │   ├── ImageTooComplexError  its encoding would cost too much to decode
     │   │   └── ImageTooSmallError   fewer pixels than a face needs
     │   └── FaceError                the image is fine, its faces are not
     │       ├── NoFaceError          no face found, rotations included
@@ -67,6 +69,14 @@ class ImageTooLargeError(ImageError):
 
 class TooManyPixelsError(ImageError):
     """The image would decode to more pixels than the pixel limit."""
+
+
+class ImageShapeError(ImageError):
+    """A side or the aspect ratio is outside the shape envelope (engine/envelope.py)."""
+
+
+class ImageTooComplexError(ImageError):
+    """The encoding would cost too much to decode (e.g. a JPEG with too many scans)."""
 
 
 class ImageTooSmallError(ImageError):

@@ -5,10 +5,12 @@ cheapest-first and nothing large is allocated before it has been measured:
 
 1. size of the input (base64 text length, then decoded byte count);
 2. format, from the file's own header (JPEG, PNG, WebP; nothing else);
-3. width × height from the header, against the pixel limit, before any pixel
-   is decoded (decompression bombs);
+3. width × height from the header, before any pixel is decoded: the area
+   against the format's pixel limit (decompression bombs, decode cost), the
+   sides against the shape envelope (:mod:`facematch.engine.envelope`);
 4. decode, at reduced size for large JPEGs when the caller allows it;
-5. EXIF orientation, mode conversion to RGB.
+5. EXIF orientation, mode conversion to RGB, and for PNG/WebP a reduction to
+   the caller's working size (they have no reduced-size decoding).
 
 Pillow's own exceptions are translated into :mod:`facematch.engine.errors`
 classes. No Pillow global (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``) is
@@ -28,8 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from facematch.engine.envelope import check_image_shape
 from facematch.engine.errors import (
     CorruptImageError,
+    ImageTooComplexError,
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidBase64Error,
@@ -70,7 +74,9 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})
 
 # Leading bytes of formats we support (to tell "damaged JPEG" from "not an
 # image") and of common ones we refuse (to name them in the message).
-_SUPPORTED_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_JPEG_START_OF_SCAN = b"\xff\xda"
+_SUPPORTED_MAGIC = (_JPEG_MAGIC, b"\x89PNG\r\n\x1a\n")
 _REFUSED_MAGIC = {
     b"GIF87a": "GIF",
     b"GIF89a": "GIF",
@@ -82,6 +88,9 @@ _REFUSED_MAGIC = {
 }
 # 16-bit greyscale PNG modes; Pillow's own conversion clips them instead of scaling.
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+# Modes whose reduction commutes with the conversion to RGB (no palette, no
+# colour key; RGBA is averaged premultiplied).
+_REDUCE_FIRST_MODES = frozenset({"L", "RGB", "RGBA"})
 # Exceptions Pillow raises for damaged data while reading headers or pixels.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
@@ -93,11 +102,31 @@ class ImageLimits:
     max_bytes: int = 5 * 1024 * 1024  # encoded bytes (after base64 decoding)
     max_pixels: int = 40_000_000  # width*height of the full image, checked from the header
     min_side_px: int = 64  # smaller side of the image
+    # width*height of formats always decoded at full size (PNG, WebP): bounds
+    # their decode cost, which JPEG's reduced decoding does not need.
+    max_full_decode_pixels: int = 16_000_000
+    # A JPEG's scans × its pixels. Each scan is a pass over every block of its
+    # component(s), however few bytes it holds (~0.6 ms per megapixel for the
+    # costliest kind), so a 2 MB file of 50,000 scans cost 35 s of CPU. Encoders
+    # write 1 scan (baseline) to ~10 (progressive): this allows 12 scans at
+    # 40 MP, 40 at 12 MP (docs/images.md).
+    max_jpeg_scan_pixels: int = 12 * 40_000_000
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_pixels", "min_side_px"):
+        for name in (
+            "max_bytes",
+            "max_pixels",
+            "min_side_px",
+            "max_full_decode_pixels",
+            "max_jpeg_scan_pixels",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ImageLimits.{name} must be positive")
+
+    @property
+    def full_decode_limit(self) -> int:
+        """The pixel limit of PNG and WebP: the stricter of the two area limits."""
+        return min(self.max_pixels, self.max_full_decode_pixels)
 
 
 @dataclass(frozen=True)
@@ -169,10 +198,11 @@ def decode_image(
     """Decode an encoded image to an upright RGB ``uint8`` array.
 
     ``data`` is base64 text (``str``, see :func:`decode_base64`) or the raw
-    encoded bytes. When ``max_side_px`` is given and the image is a JPEG whose
-    longer side exceeds it, the JPEG decoder's reduced-size mode is used (1/2,
-    1/4 or 1/8 scale): the decoded longer side is the smallest such size still
-    ``>= max_side_px``. Other formats always decode at full size.
+    encoded bytes. When ``max_side_px`` is given and the image's longer side
+    exceeds it, a JPEG is decoded in the decoder's reduced-size mode (1/2, 1/4
+    or 1/8 scale): the decoded longer side is the smallest such size still
+    ``>= max_side_px``. PNG and WebP decode at full size and are then reduced
+    by the largest whole factor that keeps the longer side ``>= max_side_px``.
 
     Raises only :class:`facematch.engine.errors.ImageError` subclasses for bad
     input; ``ValueError``/``TypeError`` for bad arguments.
@@ -194,10 +224,12 @@ def decode_image(
     if webp_size is not None:
         # libwebp allocates its whole canvas when the file is opened, before
         # Pillow reports the size, so WebP's area is checked from the raw header.
-        _check_pixels(webp_size, limits)
+        _check_pixels(webp_size, limits.full_decode_limit)
     image = _open(raw)
     try:
-        return _decode_opened(image, limits=limits, max_side_px=max_side_px)
+        return _decode_opened(
+            image, limits=limits, max_side_px=max_side_px, jpeg_scans=_jpeg_scans(raw)
+        )
     finally:
         image.close()
 
@@ -223,19 +255,26 @@ def _open(raw: bytes) -> Image.Image:
 
 
 def _decode_opened(
-    image: Image.Image, *, limits: ImageLimits, max_side_px: int | None
+    image: Image.Image, *, limits: ImageLimits, max_side_px: int | None, jpeg_scans: int
 ) -> DecodedImage:
     format_name = _REPORTED_FORMAT.get(image.format or "")
     if format_name is None:  # a plugin we did not ask for; never expected
         raise UnsupportedImageError(f"{image.format} images are not accepted")
 
-    # Header-only checks. Area and smaller side do not depend on orientation.
+    # Header-only checks. Area and sides do not depend on orientation.
     width, height = image.size
-    _check_pixels((width, height), limits)
+    full_decode = format_name != "JPEG"
+    _check_pixels((width, height), limits.full_decode_limit if full_decode else limits.max_pixels)
     if min(width, height) < limits.min_side_px:
         raise ImageTooSmallError(
             f"image is {width}×{height} pixels; its smaller side must be at least "
             f"{limits.min_side_px}"
+        )
+    check_image_shape(width, height)
+    if format_name == "JPEG" and jpeg_scans * width * height > limits.max_jpeg_scan_pixels:
+        raise ImageTooComplexError(
+            f"JPEG of {width}×{height} pixels has {jpeg_scans} scans; at this size at most "
+            f"{limits.max_jpeg_scan_pixels // (width * height)} are decoded"
         )
 
     if max_side_px is not None and format_name == "JPEG" and max(width, height) > max_side_px:
@@ -264,7 +303,10 @@ def _decode_opened(
     if orientation in _SWAPS_AXES:
         width, height = height, width
 
-    pixels = _to_rgb_array(upright)
+    reduce_by = 1
+    if max_side_px is not None and full_decode:
+        reduce_by = max(1, max(width, height) // max_side_px)
+    pixels = _to_rgb_array(upright, reduce_by)
     return DecodedImage(
         pixels=pixels,
         original_size_px=(width, height),
@@ -286,31 +328,55 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
 
 
-def _to_rgb_array(image: Image.Image) -> np.ndarray:
-    """RGB uint8, C-contiguous. Transparency is composited onto white."""
+def _to_rgb_array(image: Image.Image, reduce_by: int = 1) -> np.ndarray:
+    """RGB uint8, C-contiguous, ``reduce_by`` times smaller (box filter).
+
+    Transparency is composited onto white.
+    """
+    if reduce_by > 1 and image.mode in _REDUCE_FIRST_MODES and "transparency" not in image.info:
+        # Reducing first spares full-size copies (compositing makes three).
+        # Pillow averages RGBA premultiplied, so compositing after is the same.
+        image, reduce_by = image.reduce(reduce_by), 1
+    rgb = _to_rgb(image)
+    if reduce_by > 1:
+        rgb = rgb.reduce(reduce_by)
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:
         # Scale 16-bit samples to 8 bits (Pillow's convert() would clip at 255).
         grey = (np.clip(np.asarray(image), 0, 65535) >> 8).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        return Image.fromarray(grey).convert("RGB")
     # PNG can also mark one palette entry (P) or one colour (L, RGB) transparent.
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         # Transparent areas carry arbitrary colour values; white is the neutral
         # background of ID and passport photos and never hides anything.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba).convert("RGB")
-    elif mode != "RGB":
-        image = image.convert("RGB")  # L, 1, P, CMYK, YCbCr
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode != "RGB":
+        return image.convert("RGB")  # L, 1, P, CMYK, YCbCr
+    return image
 
 
-def _check_pixels(size: tuple[int, int], limits: ImageLimits) -> None:
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
-    if width * height > limits.max_pixels:
+    if width * height > max_pixels:
         raise TooManyPixelsError(
-            f"image is {width}×{height} = {width * height} pixels; the limit is {limits.max_pixels}"
+            f"image is {width}×{height} = {width * height} pixels; the limit is {max_pixels}"
         )
+
+
+def _jpeg_scans(raw: bytes) -> int:
+    """Start-of-scan markers in a JPEG file (0 for other formats).
+
+    Counted on the bytes: inside entropy-coded data a 0xFF is always followed
+    by 0x00 or a marker, so the count is exact but for the same two bytes inside
+    a metadata segment or an embedded thumbnail: an upper bound, never less.
+    """
+    return raw.count(_JPEG_START_OF_SCAN) if raw.startswith(_JPEG_MAGIC) else 0
 
 
 def _webp_size(raw: bytes) -> tuple[int, int] | None:

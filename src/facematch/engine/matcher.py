@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from facematch.engine.align import Aligner
-from facematch.engine.detect import FaceDetector, rotate
+from facematch.engine.align import Aligner, keypoint_chip
+from facematch.engine.detect import Detection, FaceDetector, rotate
 from facematch.engine.embed import Embedder, create_embedder
 from facematch.engine.errors import EngineError, ModelError, NoFaceError
 from facematch.engine.images import DecodedImage, ImageLimits, decode_image
@@ -27,9 +27,10 @@ from facematch.engine.scoring import Calibration, distance, load_calibration
 from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 
 if TYPE_CHECKING:
+    from facematch.engine.blazeface import BlazeFaceDetector
     from facematch.settings import Settings
 
-__all__ = ["DECODE_MAX_SIDE_PX", "FaceMatcher"]
+__all__ = ["DECODE_MAX_SIDE_PX", "FaceMatcher", "create_detector"]
 
 # Large JPEGs are decoded at reduced size (1/2, 1/4, 1/8) with the longer side
 # at least this long: more than the detector's working copy (<= 960×720 for a
@@ -49,7 +50,7 @@ class FaceMatcher:
         limits: ImageLimits | None = None,
         min_face_px: int = 40,
         calibration: Calibration | None = None,
-        detector: FaceDetector | None = None,
+        detector: FaceDetector | BlazeFaceDetector | None = None,
         aligner: Aligner | None = None,
         decode_max_side_px: int = DECODE_MAX_SIDE_PX,
         quality: QualityRule | None = None,
@@ -85,10 +86,10 @@ class FaceMatcher:
         settings: Settings,
         *,
         calibration: Calibration | None = None,
-        detector: FaceDetector | None = None,
+        detector: FaceDetector | BlazeFaceDetector | None = None,
     ) -> FaceMatcher:
         """The matcher ``settings`` describe; ``calibration`` and ``detector``
-        replace the shipped calibration and the default detector."""
+        replace the shipped calibration and the detector ``settings.detector`` names."""
         embedder = create_embedder(
             settings.embedder,
             cache_dir=settings.cache_dir,
@@ -99,7 +100,10 @@ class FaceMatcher:
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
             min_side_px=settings.min_image_side_px,
+            max_full_decode_pixels=settings.max_full_decode_pixels,
         )
+        if detector is None:
+            detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
         return cls(
             embedder=embedder,
             threshold=settings.match_threshold,
@@ -112,7 +116,10 @@ class FaceMatcher:
 
     @property
     def model_id(self) -> str:
-        return self._embedder.model_id
+        """The embedder's model id, plus the detection/alignment pipeline when it is
+        not the one stored references were first made with (HOG + 5-point)."""
+        suffix = self._detector.pipeline_id
+        return f"{self._embedder.model_id}+{suffix}" if suffix else self._embedder.model_id
 
     @property
     def threshold(self) -> float:
@@ -141,7 +148,7 @@ class FaceMatcher:
         found = self._detector.detect_one(decoded.pixels, scale=decoded.scale)
         lap("detect")
         pixels = rotate(decoded.pixels, found.rotation_deg)
-        chip, landmarks = self._aligner.chip_and_landmarks(pixels, found.box)
+        chip, landmarks = self._chip(pixels, found)
         lap("align")
         quality = measure(chip, landmarks)
         if self._quality is not None:
@@ -159,6 +166,14 @@ class FaceMatcher:
             quality=quality,
         )
         return chip, observation
+
+    def _chip(self, pixels: np.ndarray, found: Detection) -> tuple[np.ndarray, np.ndarray]:
+        """The chip and the landmarks it was aligned on (for the quality measures):
+        the detector's keypoints (eye, eye, nose, ...) or dlib's 5 points."""
+        if self._detector.alignment == "keypoints" and found.keypoints is not None:
+            keypoints = np.asarray(found.keypoints, dtype=np.float64)
+            return keypoint_chip(pixels, keypoints), keypoints
+        return self._aligner.chip_and_landmarks(pixels, found.box)
 
     def _embed(self, chips: list[np.ndarray]) -> np.ndarray:
         return self._embedder.embed(np.stack(chips))
@@ -239,6 +254,17 @@ class FaceMatcher:
             first=first,
             second=second,
         )
+
+
+def create_detector(name: str, *, min_face_px: int = 40) -> FaceDetector | BlazeFaceDetector:
+    """The detector ``Settings.detector`` names: "hog" (dlib) or "blazeface" (CNN)."""
+    if name == "hog":
+        return FaceDetector(min_face_px=min_face_px)
+    if name == "blazeface":
+        from facematch.engine.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(min_face_px=min_face_px)
+    raise ValueError(f"unknown detector {name!r}")
 
 
 class _Laps:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from facematch.engine import errors as engine_errors
+from facematch.engine.envelope import MAX_ASPECT_RATIO, MAX_IMAGE_SIDE_PX
 
 Lang = Literal["en", "ar"]
 LANGS: tuple[Lang, ...] = ("en", "ar")
@@ -42,6 +43,9 @@ class ErrorEntry:
     def message(self, lang: str) -> str:
         return self.ar if lang == "ar" else self.en
 
+
+# The shape envelope's limits, as the image_bad_shape message states them.
+_MAX_SIDE, _MAX_RATIO = MAX_IMAGE_SIDE_PX, f"{MAX_ASPECT_RATIO:g}"
 
 _ENTRIES = [
     # --- request and protocol (1xxx) -----------------------------------------
@@ -253,6 +257,24 @@ _ENTRIES = [
         "The image is too small to verify a face.",
         "الصورة أصغر من أن يُتحقق فيها من الوجه.",
     ),
+    ErrorEntry(
+        "image_bad_shape",
+        422,
+        2007,
+        f"The image is too long or too narrow; its longer side may be at most "
+        f"{_MAX_SIDE} pixels and at most {_MAX_RATIO} times its shorter side.",
+        f"الصورة طويلة أو ضيقة أكثر من اللازم؛ يجب ألا يتجاوز ضلعها الأطول {_MAX_SIDE} بكسل "
+        f"ولا {_MAX_RATIO} أضعاف ضلعها الأقصر.",
+    ),
+    ErrorEntry(
+        "image_too_complex",
+        422,
+        2008,
+        "The image is encoded in too many passes to decode; send it as a baseline JPEG, "
+        "PNG or WebP.",
+        "الصورة مرمّزة على عدد كبير جدًا من المراحل بحيث يتعذّر فك ترميزها؛ أرسلها بصيغة JPEG "
+        "عادية (baseline) أو PNG أو WebP.",
+    ),
     # --- processing: the faces (21xx) ----------------------------------------
     ErrorEntry(
         "face_unusable",
@@ -440,6 +462,8 @@ ENGINE_ERRORS: dict[type[engine_errors.EngineError], ErrorEntry] = {
     engine_errors.ImageTooLargeError: CATALOGUE["image_too_large"],
     engine_errors.TooManyPixelsError: CATALOGUE["image_too_many_pixels"],
     engine_errors.ImageTooSmallError: CATALOGUE["image_too_small"],
+    engine_errors.ImageShapeError: CATALOGUE["image_bad_shape"],
+    engine_errors.ImageTooComplexError: CATALOGUE["image_too_complex"],
     engine_errors.FaceError: CATALOGUE["face_unusable"],
     engine_errors.NoFaceError: CATALOGUE["no_face"],
     engine_errors.MultipleFacesError: CATALOGUE["multiple_faces"],
