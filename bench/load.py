@@ -2,7 +2,10 @@
 
 It starts N worker processes of ``facematch serve`` on a free loopback port
 (or uses ``--url``), creates an organisation, user, bundle and application
-with the admin CLI, takes LFW View 1 DevTest pairs re-encoded as 640×480 JPEGs,
+with the admin CLI, takes LFW View 1 DevTest pairs as JPEGs (``--workload``:
+``lfw-640x480``, each face re-encoded as a 640×480 frame, or ``kyc``, the
+KYC-style selfie × ID-card pairs of :mod:`facematch.evaluation.kyc`: selfies of
+640×480, 480×640 and 12 MP, flat and photographed ID cards, a quarter turned),
 and sends two-image match requests **open-loop**: request *i* is sent at
 ``start + i / rate`` whether or not earlier ones have answered, the way
 independent clients behave, and latency is measured from that scheduled
@@ -149,6 +152,46 @@ def load_pairs(lfw_root: Path, count: int) -> tuple[list[tuple[str, str]], int]:
                 matcher.observe(jpeg)
         except InputError:
             continue  # no face, or several: LFW photos often show bystanders
+        pairs.append((base64.b64encode(jpegs[0]).decode(), base64.b64encode(jpegs[1]).decode()))
+    del matcher
+    gc.collect()
+    return pairs, examined
+
+
+def load_kyc_pairs(lfw_root: Path, count: int, out_dir: Path) -> tuple[list[tuple[str, str]], int]:
+    """``count`` KYC-style selfie × ID-card pairs (same and different alternating) as base64.
+
+    Like :func:`load_pairs`, only pairs whose two images the engine accepts are
+    kept. The images are rendered into ``out_dir`` once and reused.
+    """
+    import gc
+
+    from facematch.engine.errors import InputError
+    from facematch.engine.lfw import read_pairs
+    from facematch.engine.matcher import FaceMatcher
+    from facematch.evaluation.kyc import build_set
+    from facematch.settings import Settings
+
+    listed = read_pairs(lfw_root / "pairsDevTest.txt")
+    same = [i for i, p in enumerate(listed) if p.same]
+    diff = [i for i, p in enumerate(listed) if not p.same]
+    order = [i for pair in zip(same, diff, strict=False) for i in pair][: 2 * count + 20]
+    kyc = build_set(lfw_root, listed, out_dir, only=order)
+    by_index = {p.index: p for p in kyc.pairs}
+    matcher = FaceMatcher.from_settings(Settings())
+    pairs: list[tuple[str, str]] = []
+    examined = 0
+    for index in order:
+        if len(pairs) >= count:
+            break
+        examined += 1
+        pair = by_index[index]
+        jpegs = (kyc.path(pair.selfie).read_bytes(), kyc.path(pair.card).read_bytes())
+        try:
+            for jpeg in jpegs:
+                matcher.observe(jpeg)
+        except InputError:
+            continue
         pairs.append((base64.b64encode(jpegs[0]).decode(), base64.b64encode(jpegs[1]).decode()))
     del matcher
     gc.collect()
@@ -656,12 +699,21 @@ async def main_async(args: argparse.Namespace) -> int:
             saved = json.loads(cache.read_text())
             pairs, examined = [tuple(p) for p in saved["pairs"]], saved["examined"]
         else:
-            pairs, examined = load_pairs(Path(args.lfw_root), args.pairs)
+            if args.workload == "kyc":
+                pairs, examined = load_kyc_pairs(
+                    Path(args.lfw_root), args.pairs, Path(args.kyc_dir)
+                )
+            else:
+                pairs, examined = load_pairs(Path(args.lfw_root), args.pairs)
             if cache is not None:
                 cache.write_text(json.dumps({"pairs": pairs, "examined": examined}))
+        what = (
+            "KYC-style selfie × ID-card pairs"
+            if args.workload == "kyc"
+            else "LFW DevTest pairs re-encoded as 640x480 JPEG"
+        )
         print(
-            f"{len(pairs)} LFW DevTest pairs re-encoded as 640x480 JPEG "
-            f"(of {examined} examined: the others have no or several faces)",
+            f"{len(pairs)} {what} (of {examined} examined: the others have a refused image)",
             flush=True,
         )
         if args.url:
@@ -747,6 +799,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 json.dumps(
                     {
                         "workers": args.workers,
+                        "workload": args.workload,
                         "cpu_count": os.cpu_count(),
                         "load_average_at_start": args.load_at_start,
                         "engine_baseline_ms": [baseline_before, baseline_after],
@@ -779,6 +832,17 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--time-limit", type=float, default=1500.0, help="whole-session bound, s")
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument(
+        "--workload",
+        choices=["lfw-640x480", "kyc"],
+        default="lfw-640x480",
+        help="640×480 re-encoded LFW pairs, or KYC-style selfie × ID-card pairs",
+    )
+    parser.add_argument(
+        "--kyc-dir",
+        default=str(Path(tempfile.gettempdir()) / "facematch-kyc"),
+        help="where --workload kyc renders its images (reused between runs)",
+    )
     parser.add_argument(
         "--lfw-root", default=os.environ.get("FACEMATCH_LFW_ROOT", str(DEFAULT_LFW))
     )

@@ -16,6 +16,16 @@ of the reference (full-size decode, HOG with one upsample on the full image,
 dlib's own descriptor); its detect stage on 12 MP runs once (it takes seconds).
 
     python -m bench.stages [--repeats 7] [--lfw-root DIR] [--embedder onnx|dlib]
+    python -m bench.stages --workload kyc [--per-type 5] [--kyc-dir DIR]
+
+``--workload kyc`` times the KYC-style set instead (:mod:`facematch.evaluation.kyc`):
+for each input type (selfies of 640×480, 480×640 and 12 MP; flat and photographed
+ID cards, upright, sideways, upside down) the first ``--per-type`` images the
+engine accepts, each stage the median of ``--repeats`` ``FaceMatcher.observe``
+calls, then the median over the type's images. The baseline, measured in the
+same process, is today's pipeline before issue 13 (HOG detector, plain
+descriptor, no quality checks) on the same images: every row prints its total
+and the ratio.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,16 +122,93 @@ def _baseline(data: bytes, repeats: int, dlib_embedder: DlibEmbedder) -> dict[st
     }
 
 
+def _observe_ms(matcher: FaceMatcher, data: bytes, repeats: int) -> dict[str, float]:
+    """Median ms per stage (and in all) of ``repeats`` observe calls, after one warm-up."""
+    matcher.observe(data)
+    runs: list[dict[str, float]] = []
+    for _ in range(repeats):
+        seconds: dict[str, float] = {}
+        matcher.observe(data, timings=seconds)
+        runs.append(seconds)
+    out = {stage: statistics.median(r[stage] for r in runs) * 1000 for stage in runs[0]}
+    out["total"] = statistics.median(sum(r.values()) for r in runs) * 1000
+    return out
+
+
+def kyc_workload(matcher: FaceMatcher, args: argparse.Namespace) -> None:
+    from facematch.engine.detect import FaceDetector
+    from facematch.engine.errors import InputError
+    from facematch.engine.lfw import read_pairs
+    from facematch.evaluation.kyc import build_set
+
+    # Today's pipeline before issue 13, in the same process: HOG detector, plain
+    # descriptor, no quality checks. Its images are the ones both accept.
+    today = FaceMatcher(
+        embedder=create_embedder(args.embedder, mirror=False),
+        detector=FaceDetector(),
+        limits=ImageLimits(max_bytes=10 * 1024 * 1024),
+        check_quality=False,
+    )
+    listed = read_pairs(args.lfw_root / "pairsDevTest.txt")
+    kyc = build_set(args.lfw_root, listed, args.kyc_dir, only=range(0, len(listed), 4))
+    by_type: dict[str, list[bytes]] = {}
+    for spec in kyc.images():
+        chosen = by_type.setdefault(spec.input_type, [])
+        if len(chosen) >= args.per_type:
+            continue
+        data = kyc.path(spec).read_bytes()
+        try:
+            matcher.observe(data)
+            today.observe(data)
+        except InputError:
+            continue  # refused images are timed by `facematch eval kyc`, not here
+        chosen.append(data)
+    columns = ("decode", "detect", "align", "embed", "total")
+    print(
+        f"KYC-style set: median over up to {args.per_type} images per type (accepted by both "
+        f"pipelines) of the median of {args.repeats} observe calls, ms, one thread; "
+        f"this pipeline: {matcher.model_id}; 'today': HOG + plain descriptor, no quality checks"
+    )
+    print(
+        f"{'input type':<26}{'n':>4}"
+        + "".join(f"{c:>9}" for c in columns)
+        + f"{'today':>9}{'today/this':>11}"
+    )
+    for name in sorted(by_type):
+        if not by_type[name]:
+            continue
+        ours = [_observe_ms(matcher, data, args.repeats) for data in by_type[name]]
+        base = [_observe_ms(today, data, args.repeats)["total"] for data in by_type[name]]
+        med = {c: statistics.median(r.get(c, 0.0) for r in ours) for c in columns}
+        before = statistics.median(base)
+        print(
+            f"{name:<26}{len(ours):>4}"
+            + "".join(f"{med[c]:9.1f}" for c in columns)
+            + f"{before:9.1f}{before / med['total']:11.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--lfw-root", type=Path, default=DEFAULT_LFW)
     parser.add_argument("--embedder", choices=["onnx", "dlib"], default="onnx")
+    parser.add_argument("--workload", choices=["synthetic", "kyc"], default="synthetic")
+    parser.add_argument("--per-type", type=int, default=5)
+    parser.add_argument(
+        "--kyc-dir", type=Path, default=Path(tempfile.gettempdir()) / "facematch-kyc"
+    )
     args = parser.parse_args()
     matcher = FaceMatcher(
         embedder=create_embedder(args.embedder),
         limits=ImageLimits(max_bytes=10 * 1024 * 1024),
     )
+    if args.workload == "kyc":
+        from facematch.settings import Settings
+
+        # The configured pipeline (FACEMATCH_* variables), as the service builds it.
+        kyc_workload(FaceMatcher.from_settings(Settings(embedder=args.embedder)), args)
+        return
     dlib_embedder = DlibEmbedder()
     # The pasted LFW crop is 2.3× the face (a 250 px crop holds a ~108 px face).
     photos = {

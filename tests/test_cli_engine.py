@@ -46,7 +46,7 @@ def test_compare_different_people_exits_1_with_json(lfw_root: Path, runner: CliR
     assert payload["is_similar"] is False
     assert payload["distance"] > payload["threshold"]
     assert 0 <= payload["confidence"] < 0.5
-    assert payload["model_id"] == "dlib-resnet-v1"
+    assert payload["model_id"] == "dlib-resnet-v1+mirror-l2"
     assert payload["first"]["rotation_deg"] == 0
     assert set(payload["first"]["box_px"]) == {"left", "top", "right", "bottom"}
 
@@ -153,3 +153,21 @@ def test_fit_builds_a_complete_calibration() -> None:
     assert calibration.metadata["impostors"]["pairs"] == 1200 * 1199 // 2 - 600
     assert calibration.metadata["check"]["pairs_used"] == 20
     assert "thresholds: FMR 1e-2" in summary
+
+
+def test_eval_kyc_on_a_small_subset(lfw_root: Path, runner: CliRunner, tmp_path: Path) -> None:
+    args = ["eval", "kyc", "--root", str(lfw_root), "--limit", "6", "--out-dir", str(tmp_path)]
+    result = runner.invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["report"]
+    assert (report["pairs"], report["images"]) == (6, 12)
+    assert report["same_pairs"] == 3
+    assert sum(report["images_by_type"].values()) == 12
+    assert set(report["tar_at_fmr"]) == {"1e-3", "1e-4"}  # too few impostors here: None
+    assert all(t["total_ms_p50"] > 0 for t in report["timing_by_type"].values())
+    assert 0.5 <= report["accuracy"] <= 1.0
+    assert len(list((tmp_path / "kyc-v1-seed0").glob("*.jpg"))) == 12
+    text = runner.invoke(cli, args)  # reuses the rendered images
+    assert text.exit_code == 0, text.output
+    assert "TAR at FMR 1e-3: n/a" in text.stdout
+    assert "median ms per image" in text.stdout

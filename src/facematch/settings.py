@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderName = Literal["onnx", "dlib"]
+DetectorName = Literal["hog", "blazeface"]
 
 # Longest access-token lifetime a bundle may set (1 hour, six times Valify's 600 s).
 # A token is a bearer credential: the bound caps how long a leaked one works
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
     # --- engine -------------------------------------------------------------
     embedder: EmbedderName = Field(
         "onnx", description="Embedding backend: 'onnx' (fast, default) or 'dlib' (reference)."
+    )
+    detector: DetectorName = Field(
+        "hog",
+        description="Face detector: 'hog' (dlib, the pipeline of the shipped calibration) or "
+        "'blazeface' (CNN on onnxruntime; its descriptors carry another model id).",
     )
     onnx_threads: int = Field(
         1, ge=0, description="onnxruntime intra-op threads per session (0 = onnxruntime default)."
@@ -53,6 +59,17 @@ class Settings(BaseSettings):
     min_image_side_px: int = Field(64, gt=0, description="Smallest accepted image side, in pixels.")
     min_face_px: int = Field(
         40, gt=0, description="Smallest face (box side, in original pixels) the engine accepts."
+    )
+    mirror_descriptor: bool = Field(
+        True,
+        description="Average each face's descriptor with its mirror image's, at unit length "
+        "(model id dlib-resnet-v1+mirror-l2). false: the plain descriptor (dlib-resnet-v1), "
+        "e.g. to keep comparing references stored before it.",
+    )
+    quality_checks: bool = Field(
+        True,
+        description="Refuse faces that are too dark, over-exposed, blurred or turned away "
+        "(docs/accuracy.md has the limits).",
     )
     match_threshold: float | None = Field(
         None,

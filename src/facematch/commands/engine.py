@@ -63,14 +63,12 @@ def _build_matcher(
     *,
     refuse_multiple_faces: bool = True,
 ) -> FaceMatcher:
-    from facematch.engine.detect import FaceDetector
     from facematch.engine.errors import EngineError
-    from facematch.engine.matcher import FaceMatcher
+    from facematch.engine.matcher import FaceMatcher, create_detector
 
-    detector = FaceDetector(
-        min_face_px=settings.min_face_px, refuse_multiple_faces=refuse_multiple_faces
-    )
     try:
+        detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
+        detector.refuse_multiple_faces = refuse_multiple_faces
         return FaceMatcher.from_settings(settings, calibration=calibration, detector=detector)
     except EngineError as exc:
         raise click.ClickException(f"cannot load the engine: {exc}") from exc
@@ -291,6 +289,121 @@ def eval_lfw(
         click.echo(f"  images refused: {refused}")
 
 
+@eval_group.command("kyc")
+@_root_option
+@click.option(
+    "--pairs",
+    "pairs_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="LFW pairs file the selfie × ID-card pairs come from [default: ROOT/pairsDevTest.txt].",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Use about this many pairs, spread evenly over the file (same and different alike).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated set.")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="FACEMATCH_KYC_DIR",
+    show_envvar=True,
+    default=None,
+    help="Where the generated images are kept and reused [default: CACHE_DIR/kyc].",
+)
+@_json_option
+@_threshold_option
+@_embedder_option
+def eval_kyc(
+    root: Path | None,
+    pairs_path: Path | None,
+    limit: int | None,
+    seed: int,
+    out_dir: Path | None,
+    as_json: bool,
+    threshold: float | None,
+    embedder: str | None,
+) -> None:
+    """Verification on a KYC-style set: selfies against ID cards made from LFW.
+
+    Generates (once, into --out-dir) a selfie from each pair's first image and
+    an ID card from its second (docs/accuracy.md), then reports TAR at FMR 1e-3
+    and 1e-4 (impostors: every selfie × card of different people), accuracy at
+    the threshold, refusals by reason and input type, and median time per stage.
+    """
+    from facematch.engine.lfw import PairsFormatError, read_pairs
+    from facematch.evaluation.kyc import build_set
+    from facematch.evaluation.kyc_eval import observe_set, score
+
+    settings = _settings(embedder=embedder, match_threshold=threshold)
+    root = root or settings.lfw_root
+    pairs_path = pairs_path or root / "pairsDevTest.txt"
+    try:
+        pairs = read_pairs(pairs_path)
+    except (PairsFormatError, OSError) as exc:
+        raise click.ClickException(f"{pairs_path}: {exc}") from exc
+    only = None
+    if limit is not None and limit < len(pairs):
+        step = len(pairs) / limit
+        only = sorted({int(i * step) for i in range(limit)})
+    count = len(only) if only is not None else len(pairs)
+    matcher = _build_matcher(settings)
+    try:
+        with _progress(2 * count, "rendering") as bar:
+            kyc = build_set(
+                root,
+                pairs,
+                out_dir or settings.cache_dir / "kyc",
+                seed=seed,
+                only=only,
+                progress=bar.update,
+            )
+    except OSError as exc:
+        raise click.ClickException(f"cannot build the KYC set: {exc}") from exc
+    with _progress(2 * count, "observing") as bar:
+        results = observe_set(matcher, kyc, progress=bar.update)
+    report = score(kyc, results, matcher.threshold)
+    if as_json:
+        payload = {"pairs_file": str(pairs_path), "seed": seed, "report": report.as_dict()}
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(
+        f"{pairs_path} → KYC set (seed {seed}): {report.pairs} pairs, {report.images} images"
+    )
+    click.echo(f"  accuracy at threshold {report.threshold:.4f}: {report.accuracy:.4f}")
+    click.echo(
+        f"  FMR at that threshold: {report.fmr_at_threshold:.2e} "
+        f"({report.impostor_pairs} selfie × card impostor pairs)"
+    )
+    for key, tar in report.tar_at_fmr.items():
+        if tar is None:
+            click.echo(f"  TAR at FMR {key}: n/a (too few impostor pairs)")
+        else:
+            click.echo(
+                f"  TAR at FMR {key}: {tar:.4f} (threshold {report.fmr_thresholds[key]:.4f})"
+            )
+    refused = ", ".join(f"{k} {v}" for k, v in report.refusals.items()) or "none"
+    click.echo(f"  images refused: {refused}")
+    click.echo(
+        f"  turned cards accepted: {report.cards_turned_accepted}, "
+        f"found upright: {report.cards_turned_found_upright}"
+    )
+    click.echo("  median ms per image (decode / detect / align / embed), refusals:")
+    for name, timing in report.timing_by_type.items():
+        stages = " / ".join(f"{timing.stage_ms_p50.get(s, 0):.1f}" for s in STAGE_NAMES)
+        reasons = report.refusals_by_type.get(name, {})
+        why = ", ".join(f"{k} {v}" for k, v in reasons.items()) or "-"
+        click.echo(
+            f"    {name:<28} {timing.images:4d} img  {timing.total_ms_p50:7.1f} ms  "
+            f"({stages})  refused: {why}"
+        )
+
+
+STAGE_NAMES = ("decode", "detect", "align", "embed")
+
+
 # --- calibrate ------------------------------------------------------------------------
 
 
@@ -314,7 +427,7 @@ def eval_lfw(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write the calibration JSON [default: the package's data file].",
+    help="Where to write the calibration JSON [default: the package's file for the model id].",
 )
 @_embedder_option
 @_cache_option
@@ -332,7 +445,7 @@ def calibrate(
     pairs file, and takes FMR 1e-2/1e-3/1e-4 thresholds from all
     cross-identity pairs of those images.
     """
-    from facematch.engine.embed import DlibEmbedder
+    from facematch.engine.embed import MIRROR_SUFFIX, DlibEmbedder
     from facematch.engine.lfw import (
         DescriptorCache,
         EnginePipeline,
@@ -342,9 +455,10 @@ def calibrate(
     )
     from facematch.engine.scoring import Calibration
 
-    # Both backends compute dlib's network and share its model id.
-    MODEL_ID = DlibEmbedder.model_id  # noqa: N806
     settings = _settings(embedder=embedder)
+    # Both backends compute dlib's network and share its model id; the mirror
+    # average is another descriptor with its own.
+    model_id = DlibEmbedder.model_id + (MIRROR_SUFFIX if settings.mirror_descriptor else "")
     root = root or settings.lfw_root
     pairs_path = pairs_path or root / "pairsDevTrain.txt"
     if check_path is None and (root / "pairsDevTest.txt").is_file():
@@ -359,7 +473,7 @@ def calibrate(
         raise click.ClickException(f"no images under {root / 'images'}")
     # The matcher needs a calibration; the one being rebuilt may be missing or
     # stale, so a neutral one stands in (only the embeddings are used here).
-    neutral = Calibration(MODEL_ID, {"1e-2": 1.0, "1e-3": 1.0, "1e-4": 1.0}, 0.0, -1.0)
+    neutral = Calibration(model_id, {"1e-2": 1.0, "1e-3": 1.0, "1e-4": 1.0}, 0.0, -1.0)
     matcher = _build_matcher(settings, calibration=neutral)
     pipeline = EnginePipeline(matcher)
     store = DescriptorCache(cache)
@@ -372,17 +486,20 @@ def calibrate(
     calibration.metadata["fit"]["pairs_file"] = pairs_path.name
     if check_pairs:
         calibration.metadata["check"]["pairs_file"] = check_path.name if check_path else None
-    target = output or _package_calibration_path()
+    target = output or _package_calibration_path(matcher.model_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(calibration.to_json_dict(), indent=2) + "\n")
     click.echo(f"wrote {target}")
     click.echo(summary)
 
 
-def _package_calibration_path() -> Path:
+def _package_calibration_path(model_id: str) -> Path:
     from importlib import resources
 
-    return Path(str(resources.files("facematch.engine").joinpath("data/calibration.json")))
+    from facematch.engine.scoring import calibration_resource
+
+    resource = resources.files("facematch.engine").joinpath(calibration_resource(model_id))
+    return Path(str(resource))
 
 
 def _fit(

@@ -104,14 +104,17 @@ class Detection:
 
     ``box`` is in pixels of the array given to the detector, after rotating it
     clockwise by ``rotation_deg``; ``frame_px`` is that rotated array's
-    ``(width, height)``; ``score`` is the HOG detector's margin (> 0; higher
-    means more face-like).
+    ``(width, height)``; ``score`` is the detector's confidence (HOG: its
+    margin, > 0; BlazeFace: a probability); higher means more face-like.
+    ``keypoints`` (BlazeFace only) are the eyes, nose tip, mouth and ears as
+    ``(x, y)`` in the same frame as ``box``; None from the HOG detector.
     """
 
     box: FaceBox
     score: float
     rotation_deg: int
     frame_px: tuple[int, int]
+    keypoints: tuple[tuple[float, float], ...] | None = None
 
     @property
     def side_px(self) -> int:
@@ -208,6 +211,13 @@ class FaceDetector:
     Thread-safe: each thread gets its own dlib detector object (cheap to build;
     dlib does not document its detector as safe for concurrent calls).
     """
+
+    #: Appended to the embedder's model id by the matcher: descriptors of another
+    #: detection/alignment pipeline differ and must not be compared. Empty for
+    #: this, the pipeline the shipped calibration and stored references came from.
+    pipeline_id = ""
+    #: How the matcher aligns this detector's faces: dlib's 5-point predictor on the box.
+    alignment = "dlib5"
 
     def __init__(
         self,

@@ -1,32 +1,36 @@
 """FaceMatcher: two photos in, "same person?" out.
 
 decode (images) → detect (+rotation retry, one-face rule) → align (5-point
-chip) → embed (one batch for both faces) → distance → decision + calibrated
-confidence. Models load once, in ``__init__``; every method is thread-safe.
+chip) → quality (too dark, over-exposed, blurred, turned away) → embed (one
+batch for both faces) → distance → decision + calibrated confidence. Models
+load once, in ``__init__``; every method is thread-safe.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from facematch.engine.align import Aligner
-from facematch.engine.detect import FaceDetector, rotate
+from facematch.engine.align import Aligner, keypoint_chip
+from facematch.engine.detect import Detection, FaceDetector, rotate
 from facematch.engine.embed import Embedder, create_embedder
 from facematch.engine.errors import EngineError, ModelError, NoFaceError
 from facematch.engine.images import DecodedImage, ImageLimits, decode_image
+from facematch.engine.quality import QualityRule, measure
 from facematch.engine.scoring import Calibration, distance, load_calibration
 from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 
 if TYPE_CHECKING:
+    from facematch.engine.blazeface import BlazeFaceDetector
     from facematch.settings import Settings
 
-__all__ = ["DECODE_MAX_SIDE_PX", "FaceMatcher"]
+__all__ = ["DECODE_MAX_SIDE_PX", "FaceMatcher", "create_detector"]
 
 # Large JPEGs are decoded at reduced size (1/2, 1/4, 1/8) with the longer side
 # at least this long: more than the detector's working copy (<= 960×720 for a
@@ -46,12 +50,20 @@ class FaceMatcher:
         limits: ImageLimits | None = None,
         min_face_px: int = 40,
         calibration: Calibration | None = None,
-        detector: FaceDetector | None = None,
+        detector: FaceDetector | BlazeFaceDetector | None = None,
         aligner: Aligner | None = None,
         decode_max_side_px: int = DECODE_MAX_SIDE_PX,
+        quality: QualityRule | None = None,
+        check_quality: bool = True,
     ) -> None:
+        """``quality`` replaces the default :class:`QualityRule`; ``check_quality=False``
+        measures quality (``FaceObservation.quality``) without refusing on it."""
         self._embedder = embedder if embedder is not None else create_embedder("onnx")
-        self._calibration = calibration if calibration is not None else load_calibration()
+        self._calibration = (
+            calibration
+            if calibration is not None
+            else load_calibration(model_id=self._embedder.model_id)
+        )
         if self._calibration.model_id != self._embedder.model_id:
             raise ModelError(
                 f"calibration is for model {self._calibration.model_id!r}, "
@@ -66,6 +78,7 @@ class FaceMatcher:
         self._detector = detector if detector is not None else FaceDetector(min_face_px=min_face_px)
         self._aligner = aligner if aligner is not None else Aligner()
         self._decode_max_side_px = decode_max_side_px
+        self._quality = (quality or QualityRule()) if check_quality else None
 
     @classmethod
     def from_settings(
@@ -73,12 +86,15 @@ class FaceMatcher:
         settings: Settings,
         *,
         calibration: Calibration | None = None,
-        detector: FaceDetector | None = None,
+        detector: FaceDetector | BlazeFaceDetector | None = None,
     ) -> FaceMatcher:
         """The matcher ``settings`` describe; ``calibration`` and ``detector``
-        replace the shipped calibration and the default detector."""
+        replace the shipped calibration and the detector ``settings.detector`` names."""
         embedder = create_embedder(
-            settings.embedder, cache_dir=settings.cache_dir, onnx_threads=settings.onnx_threads
+            settings.embedder,
+            cache_dir=settings.cache_dir,
+            onnx_threads=settings.onnx_threads,
+            mirror=settings.mirror_descriptor,
         )
         limits = ImageLimits(
             max_bytes=settings.max_image_bytes,
@@ -86,6 +102,8 @@ class FaceMatcher:
             min_side_px=settings.min_image_side_px,
             max_full_decode_pixels=settings.max_full_decode_pixels,
         )
+        if detector is None:
+            detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
         return cls(
             embedder=embedder,
             threshold=settings.match_threshold,
@@ -93,11 +111,15 @@ class FaceMatcher:
             min_face_px=settings.min_face_px,
             calibration=calibration,
             detector=detector,
+            check_quality=settings.quality_checks,
         )
 
     @property
     def model_id(self) -> str:
-        return self._embedder.model_id
+        """The embedder's model id, plus the detection/alignment pipeline when it is
+        not the one stored references were first made with (HOG + 5-point)."""
+        suffix = self._detector.pipeline_id
+        return f"{self._embedder.model_id}+{suffix}" if suffix else self._embedder.model_id
 
     @property
     def threshold(self) -> float:
@@ -116,12 +138,21 @@ class FaceMatcher:
     def _decode(self, image: bytes | str) -> DecodedImage:
         return decode_image(image, limits=self._limits, max_side_px=self._decode_max_side_px)
 
-    def _locate(self, image: bytes | str) -> tuple[np.ndarray, FaceObservation]:
+    def _locate(
+        self, image: bytes | str, timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, FaceObservation]:
         """Decode, detect and align one image: (chip, observation without embedding)."""
+        lap = _Laps(timings)
         decoded = self._decode(image)
+        lap("decode")
         found = self._detector.detect_one(decoded.pixels, scale=decoded.scale)
+        lap("detect")
         pixels = rotate(decoded.pixels, found.rotation_deg)
-        chip = self._aligner.chip(pixels, found.box)
+        chip, landmarks = self._chip(pixels, found)
+        lap("align")
+        quality = measure(chip, landmarks)
+        if self._quality is not None:
+            self._quality.check(quality)
         width, height = decoded.original_size_px
         if found.rotation_deg in (90, 270):
             width, height = height, width
@@ -132,18 +163,36 @@ class FaceMatcher:
             image_size_px=(width, height),
             embedding=np.zeros(0, np.float32),
             model_id=self.model_id,
+            quality=quality,
         )
         return chip, observation
+
+    def _chip(self, pixels: np.ndarray, found: Detection) -> tuple[np.ndarray, np.ndarray]:
+        """The chip and the landmarks it was aligned on (for the quality measures):
+        the detector's keypoints (eye, eye, nose, ...) or dlib's 5 points."""
+        if self._detector.alignment == "keypoints" and found.keypoints is not None:
+            keypoints = np.asarray(found.keypoints, dtype=np.float64)
+            return keypoint_chip(pixels, keypoints), keypoints
+        return self._aligner.chip_and_landmarks(pixels, found.box)
 
     def _embed(self, chips: list[np.ndarray]) -> np.ndarray:
         return self._embedder.embed(np.stack(chips))
 
     # --- public API -----------------------------------------------------------
 
-    def observe(self, image: bytes | str) -> FaceObservation:
-        """The one face of ``image`` with its descriptor (raises a FaceError/ImageError)."""
-        chip, observation = self._locate(image)
-        return _with_embedding(observation, self._embed([chip])[0])
+    def observe(
+        self, image: bytes | str, *, timings: dict[str, float] | None = None
+    ) -> FaceObservation:
+        """The one face of ``image`` with its descriptor (raises a FaceError/ImageError).
+
+        ``timings``, when given, receives the seconds spent in each stage
+        (decode, detect, align, embed) that ran (evaluations and benchmarks).
+        """
+        chip, observation = self._locate(image, timings)
+        lap = _Laps(timings)
+        embedding = self._embed([chip])[0]
+        lap("embed")
+        return _with_embedding(observation, embedding)
 
     def match(self, first: bytes | str, second: bytes | str) -> MatchResult:
         """Compare the faces of two images; errors say which image failed (``.image``)."""
@@ -205,6 +254,31 @@ class FaceMatcher:
             first=first,
             second=second,
         )
+
+
+def create_detector(name: str, *, min_face_px: int = 40) -> FaceDetector | BlazeFaceDetector:
+    """The detector ``Settings.detector`` names: "hog" (dlib) or "blazeface" (CNN)."""
+    if name == "hog":
+        return FaceDetector(min_face_px=min_face_px)
+    if name == "blazeface":
+        from facematch.engine.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(min_face_px=min_face_px)
+    raise ValueError(f"unknown detector {name!r}")
+
+
+class _Laps:
+    """Records the time since the previous lap under a stage name (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self._timings = timings
+        self._last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self._timings is not None:
+            now = time.perf_counter()
+            self._timings[stage] = now - self._last
+            self._last = now
 
 
 def _tagged(function, image, which):  # type: ignore[no-untyped-def]
