@@ -42,8 +42,12 @@ __all__ = [
     "DatabaseUnavailableError",
     "DecryptionError",
     "EngineUnavailableError",
+    "FaceBlurredError",
     "FaceError",
+    "FaceOverexposedError",
+    "FaceTooDarkError",
     "FaceTooSmallError",
+    "FaceTurnedError",
     "FaceUnusableError",
     "FacematchError",
     "ImageBadShapeError",
@@ -404,6 +408,30 @@ class FaceTooSmallError(FaceError):
     code = 2103
 
 
+class FaceTooDarkError(FaceError):
+    """``face_too_dark``: 2104, HTTP 422."""
+
+    code = 2104
+
+
+class FaceOverexposedError(FaceError):
+    """``face_overexposed``: 2105, HTTP 422."""
+
+    code = 2105
+
+
+class FaceBlurredError(FaceError):
+    """``face_blurred``: 2106, HTTP 422."""
+
+    code = 2106
+
+
+class FaceTurnedError(FaceError):
+    """``face_turned``: 2107, HTTP 422."""
+
+    code = 2107
+
+
 class ReferenceNotFoundError(ReferenceTransactionError):
     """``reference_not_found``: 2201, HTTP 422."""
 
@@ -540,6 +568,10 @@ ERRORS_BY_CODE: dict[int, type[ApiError]] = {
         NoFaceError,
         MultipleFacesError,
         FaceTooSmallError,
+        FaceTooDarkError,
+        FaceOverexposedError,
+        FaceBlurredError,
+        FaceTurnedError,
         ReferenceNotFoundError,
         ReferenceModelMismatchError,
         TransactionNotFoundError,
