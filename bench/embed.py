@@ -158,7 +158,7 @@ def _calibration():  # type: ignore[no-untyped-def]
     from facematch.engine.scoring import Calibration, load_calibration
 
     try:
-        return load_calibration()
+        return load_calibration(model_id="dlib-resnet-v1")  # the plain embedders timed here
     except ModelFormatError:
         return Calibration(
             model_id="dlib-resnet-v1",

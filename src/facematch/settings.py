@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     min_face_px: int = Field(
         40, gt=0, description="Smallest face (box side, in original pixels) the engine accepts."
     )
+    mirror_descriptor: bool = Field(
+        True,
+        description="Average each face's descriptor with its mirror image's, at unit length "
+        "(model id dlib-resnet-v1+mirror-l2). false: the plain descriptor (dlib-resnet-v1), "
+        "e.g. to keep comparing references stored before it.",
+    )
+    quality_checks: bool = Field(
+        True,
+        description="Refuse faces that are too dark, over-exposed, blurred or turned away "
+        "(docs/accuracy.md has the limits).",
+    )
     match_threshold: float | None = Field(
         None,
         gt=0,

@@ -297,7 +297,7 @@ def test_matcher_on_blazeface_matches_and_keeps_its_descriptors_apart(lfw_root: 
     from facematch.engine.matcher import FaceMatcher
 
     matcher = FaceMatcher(detector=BlazeFaceDetector())
-    assert matcher.model_id == "dlib-resnet-v1+blazeface-sr-v1-dlib5"
+    assert matcher.model_id == "dlib-resnet-v1+mirror-l2+blazeface-sr-v1-dlib5"
     first = lfw_image(lfw_root, "Hamid_Karzai", 1).read_bytes()
     second = lfw_image(lfw_root, "Hamid_Karzai", 2).read_bytes()
     other = lfw_image(lfw_root, "Clara_Harris", 2).read_bytes()
@@ -306,7 +306,7 @@ def test_matcher_on_blazeface_matches_and_keeps_its_descriptors_apart(lfw_root: 
     # A reference stored by the HOG pipeline is not silently compared.
     observed = matcher.observe(first)
     with pytest.raises(ValueError, match="reference descriptor is from model"):
-        matcher.match_reference(second, observed.embedding, "dlib-resnet-v1")
+        matcher.match_reference(second, observed.embedding, "dlib-resnet-v1+mirror-l2")
 
 
 @pytest.mark.parametrize("shape", [(64, 400, 3), (9000, 2500, 3)])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facematch.engine import onnx_embedder
-from facematch.engine.embed import DlibEmbedder, create_embedder
+from facematch.engine.embed import DlibEmbedder, MirrorAveragedEmbedder, create_embedder
 from facematch.engine.errors import ModelError, ModelFormatError
 from facematch.engine.models import resnet_model_path, shape_predictor_5_path
 from facematch.engine.onnx_embedder import OnnxEmbedder
@@ -64,7 +64,8 @@ def _configured_threshold() -> tuple[float, str]:
     try:
         from facematch.engine.scoring import load_calibration
 
-        return load_calibration().default_threshold, "calibrated FMR 1e-3 threshold"
+        threshold = load_calibration(model_id="dlib-resnet-v1").default_threshold
+        return threshold, "calibrated FMR 1e-3 threshold of the plain descriptor"
     except (ImportError, ModelFormatError):
         return 0.6, "dlib's 0.6 (no calibration shipped yet)"
 
@@ -173,15 +174,38 @@ def test_empty_batch(onnx: OnnxEmbedder) -> None:
 
 
 def test_factory_builds_both_backends_with_one_model_id(tmp_path: Path) -> None:
-    fast = create_embedder("onnx", cache_dir=tmp_path, onnx_threads=2)
+    fast = create_embedder("onnx", cache_dir=tmp_path, onnx_threads=2, mirror=False)
     assert isinstance(fast, OnnxEmbedder)
     assert fast.threads == 2
     assert fast.model_path.parent == tmp_path
-    slow = create_embedder("dlib")
+    slow = create_embedder("dlib", mirror=False)
     assert isinstance(slow, DlibEmbedder)
     assert fast.model_id == slow.model_id == "dlib-resnet-v1"
+    mirrored = create_embedder("onnx", cache_dir=tmp_path)  # the default
+    assert isinstance(mirrored, MirrorAveragedEmbedder)
+    assert isinstance(mirrored.inner, OnnxEmbedder)
+    assert mirrored.model_id == "dlib-resnet-v1+mirror-l2" != fast.model_id
     with pytest.raises(ValueError, match="unknown embedder"):
         create_embedder("tflite", cache_dir=tmp_path)  # type: ignore[arg-type]
+
+
+@pytest.mark.lfw
+def test_mirror_average_is_the_unit_mean_of_both_views_and_ignores_a_flip(
+    onnx: OnnxEmbedder, lfw_chips: np.ndarray
+) -> None:
+    chips = lfw_chips[:6]
+    flipped = np.ascontiguousarray(chips[:, :, ::-1])
+    mirrored = MirrorAveragedEmbedder(onnx)
+    got = mirrored.embed(chips)
+    expected = (onnx.embed(chips) + onnx.embed(flipped)) / 2
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert got.shape == (6, 128)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert got.dtype == np.float32
+    assert np.abs(got - expected).max() < 1e-5
+    # A mirrored photo gives the same descriptor: the average is symmetric.
+    assert np.abs(mirrored.embed(flipped) - got).max() < 1e-5
+    assert mirrored.embed(chips[:0]).shape == (0, 128)
 
 
 def test_missing_source_model_is_a_model_error(tmp_path: Path) -> None:

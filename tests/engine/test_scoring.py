@@ -14,14 +14,15 @@ from facematch.engine.calibration import (
     fmr_thresholds,
     impostor_distances,
 )
-from facematch.engine.embed import DlibEmbedder
+from facematch.engine.embed import DlibEmbedder, MirrorAveragedEmbedder
 from facematch.engine.errors import ModelFormatError
 from facematch.engine.scoring import Calibration, distance, fmr_key, load_calibration
 
 
-def test_shipped_calibration_loads_and_thresholds_are_ordered() -> None:
-    calibration = load_calibration()
-    assert calibration.model_id == DlibEmbedder.model_id
+@pytest.mark.parametrize("model_id", ["dlib-resnet-v1+mirror-l2", "dlib-resnet-v1"])
+def test_shipped_calibrations_load_and_thresholds_are_ordered(model_id: str) -> None:
+    calibration = load_calibration(model_id=model_id)
+    assert calibration.model_id == model_id
     t = calibration.thresholds_by_fmr
     # A stricter false-match rate needs a smaller distance.
     assert 0 < t["1e-4"] < t["1e-3"] < t["1e-2"] < 1.5
@@ -29,6 +30,14 @@ def test_shipped_calibration_loads_and_thresholds_are_ordered() -> None:
     assert calibration.threshold_for_fmr(1e-4) == t["1e-4"]
     assert calibration.metadata["impostors"]["pairs"] > 1_000_000
     assert calibration.metadata["created"]
+
+
+def test_the_default_calibration_is_the_default_pipeline_s() -> None:
+    assert load_calibration().model_id == MirrorAveragedEmbedder(DlibEmbedder()).model_id
+    with pytest.raises(ModelFormatError):
+        load_calibration(model_id="no-such-model")
+    with pytest.raises(ValueError, match="model id"):
+        load_calibration(model_id="../etc/passwd")
 
 
 def test_confidence_is_a_probability_falling_with_distance() -> None:

@@ -48,6 +48,10 @@ ENGINE_CLASS_ENTRIES = {
     "no_face": "NoFaceError",
     "multiple_faces": "MultipleFacesError",
     "face_too_small": "FaceTooSmallError",
+    "face_too_dark": "FaceTooDarkError",
+    "face_overexposed": "FaceOverExposedError",
+    "face_blurred": "FaceBlurredError",
+    "face_turned": "FaceTurnedError",
     "engine_unavailable": "ModelError",
 }
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image, ImageEnhance
 from sqlalchemy import select
 
 from facematch.store.models import Transaction
@@ -199,6 +203,43 @@ def test_no_face_is_a_422_with_transaction(client: TestClient, faces: dict[str, 
     row = _transaction(client, body["transaction_id"])
     assert (row.outcome, row.error_code) == ("error", 2101)
     assert row.reference_embedding is None
+
+
+@pytest.mark.parametrize(
+    ("factor", "code", "english"),
+    [
+        (0.1, 2104, "The face in the image is too dark; retake the photo in better light."),
+        (
+            3.5,
+            2105,
+            "The face in the image is washed out by light or glare; retake the photo "
+            "without direct light or flash on the face.",
+        ),
+    ],
+    ids=["dark", "over-exposed"],
+)
+def test_a_badly_lit_face_says_what_to_retake(
+    client: TestClient, faces: dict[str, str], factor: float, code: int, english: str
+) -> None:
+    with Image.open(io.BytesIO(base64.b64decode(faces["same_b"]))) as image:
+        lit = ImageEnhance.Brightness(image.convert("RGB")).enhance(factor)
+    out = io.BytesIO()
+    lit.save(out, "JPEG", quality=92)
+    creds = provision(client)
+    response = client.post(
+        URL,
+        json={
+            "first_img": faces["same_a"],
+            "second_img": base64.b64encode(out.getvalue()).decode("ascii"),
+            "bundle_key": creds.bundle_key,
+        },
+        headers=bearer(issue_token(client, creds)),
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert (body["error_code"], body["message"], body["field"]) == (code, english, "second_img")
+    row = _transaction(client, body["transaction_id"])
+    assert (row.outcome, row.error_code) == ("error", code)
 
 
 def test_each_call_consumes_one_trial_then_403(client: TestClient, faces: dict[str, str]) -> None:

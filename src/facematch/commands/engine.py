@@ -427,7 +427,7 @@ STAGE_NAMES = ("decode", "detect", "align", "embed")
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write the calibration JSON [default: the package's data file].",
+    help="Where to write the calibration JSON [default: the package's file for the model id].",
 )
 @_embedder_option
 @_cache_option
@@ -445,7 +445,7 @@ def calibrate(
     pairs file, and takes FMR 1e-2/1e-3/1e-4 thresholds from all
     cross-identity pairs of those images.
     """
-    from facematch.engine.embed import DlibEmbedder
+    from facematch.engine.embed import MIRROR_SUFFIX, DlibEmbedder
     from facematch.engine.lfw import (
         DescriptorCache,
         EnginePipeline,
@@ -455,9 +455,10 @@ def calibrate(
     )
     from facematch.engine.scoring import Calibration
 
-    # Both backends compute dlib's network and share its model id.
-    MODEL_ID = DlibEmbedder.model_id  # noqa: N806
     settings = _settings(embedder=embedder)
+    # Both backends compute dlib's network and share its model id; the mirror
+    # average is another descriptor with its own.
+    model_id = DlibEmbedder.model_id + (MIRROR_SUFFIX if settings.mirror_descriptor else "")
     root = root or settings.lfw_root
     pairs_path = pairs_path or root / "pairsDevTrain.txt"
     if check_path is None and (root / "pairsDevTest.txt").is_file():
@@ -472,7 +473,7 @@ def calibrate(
         raise click.ClickException(f"no images under {root / 'images'}")
     # The matcher needs a calibration; the one being rebuilt may be missing or
     # stale, so a neutral one stands in (only the embeddings are used here).
-    neutral = Calibration(MODEL_ID, {"1e-2": 1.0, "1e-3": 1.0, "1e-4": 1.0}, 0.0, -1.0)
+    neutral = Calibration(model_id, {"1e-2": 1.0, "1e-3": 1.0, "1e-4": 1.0}, 0.0, -1.0)
     matcher = _build_matcher(settings, calibration=neutral)
     pipeline = EnginePipeline(matcher)
     store = DescriptorCache(cache)
@@ -485,17 +486,20 @@ def calibrate(
     calibration.metadata["fit"]["pairs_file"] = pairs_path.name
     if check_pairs:
         calibration.metadata["check"]["pairs_file"] = check_path.name if check_path else None
-    target = output or _package_calibration_path()
+    target = output or _package_calibration_path(matcher.model_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(calibration.to_json_dict(), indent=2) + "\n")
     click.echo(f"wrote {target}")
     click.echo(summary)
 
 
-def _package_calibration_path() -> Path:
+def _package_calibration_path(model_id: str) -> Path:
     from importlib import resources
 
-    return Path(str(resources.files("facematch.engine").joinpath("data/calibration.json")))
+    from facematch.engine.scoring import calibration_resource
+
+    resource = resources.files("facematch.engine").joinpath(calibration_resource(model_id))
+    return Path(str(resource))
 
 
 def _fit(

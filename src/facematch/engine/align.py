@@ -51,9 +51,14 @@ class Aligner:
 
     def chip(self, pixels: np.ndarray, box: FaceBox) -> np.ndarray:
         """The aligned uint8 [150, 150, 3] RGB chip of the face in ``box``."""
+        return self.chip_and_landmarks(pixels, box)[0]
+
+    def chip_and_landmarks(self, pixels: np.ndarray, box: FaceBox) -> tuple[np.ndarray, np.ndarray]:
+        """The chip and the 5 landmarks it was aligned on (one predictor call)."""
         shape = self._shape(pixels, box)
         chip = self._dlib.get_face_chip(pixels, shape, size=CHIP_SIZE_PX, padding=CHIP_PADDING)
-        return np.ascontiguousarray(chip, dtype=np.uint8)
+        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        return np.ascontiguousarray(chip, dtype=np.uint8), points
 
 
 # --- alignment from detector keypoints (BlazeFace) ------------------------------

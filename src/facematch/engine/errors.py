@@ -19,7 +19,11 @@ branch of the tree, never by parsing messages::
     │   └── FaceError                the image is fine, its faces are not
     │       ├── NoFaceError          no face found, rotations included
     │       ├── MultipleFacesError   more than one visible face
-    │       └── FaceTooSmallError    the only face is below the size limit
+    │       ├── FaceTooSmallError    the only face is below the size limit
+    │       ├── FaceTooDarkError     the face is too dark to verify
+    │       ├── FaceOverExposedError the face is blown out by light
+    │       ├── FaceBlurredError     the face is out of focus or moved
+    │       └── FaceTurnedError      the face is turned too far from the camera
     └── ModelError                   a server-side fault: model missing or bad
         └── ModelFormatError         a model file is truncated or corrupted
 """
@@ -93,6 +97,22 @@ class MultipleFacesError(FaceError):
 
 class FaceTooSmallError(FaceError):
     """The face found is smaller than the minimum supported face size."""
+
+
+class FaceTooDarkError(FaceError):
+    """The face is too dark to verify (engine/quality.py)."""
+
+
+class FaceOverExposedError(FaceError):
+    """Too much of the face is blown out by light (engine/quality.py)."""
+
+
+class FaceBlurredError(FaceError):
+    """The face is out of focus or moved (engine/quality.py)."""
+
+
+class FaceTurnedError(FaceError):
+    """The face is turned too far away from the camera (engine/quality.py)."""
 
 
 class ModelError(EngineError):

@@ -1,8 +1,9 @@
 """FaceMatcher: two photos in, "same person?" out.
 
 decode (images) → detect (+rotation retry, one-face rule) → align (5-point
-chip) → embed (one batch for both faces) → distance → decision + calibrated
-confidence. Models load once, in ``__init__``; every method is thread-safe.
+chip) → quality (too dark, over-exposed, blurred, turned away) → embed (one
+batch for both faces) → distance → decision + calibrated confidence. Models
+load once, in ``__init__``; every method is thread-safe.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from facematch.engine.detect import Detection, FaceDetector, rotate
 from facematch.engine.embed import Embedder, create_embedder
 from facematch.engine.errors import EngineError, ModelError, NoFaceError
 from facematch.engine.images import DecodedImage, ImageLimits, decode_image
+from facematch.engine.quality import QualityRule, measure
 from facematch.engine.scoring import Calibration, distance, load_calibration
 from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 
@@ -51,9 +53,17 @@ class FaceMatcher:
         detector: FaceDetector | BlazeFaceDetector | None = None,
         aligner: Aligner | None = None,
         decode_max_side_px: int = DECODE_MAX_SIDE_PX,
+        quality: QualityRule | None = None,
+        check_quality: bool = True,
     ) -> None:
+        """``quality`` replaces the default :class:`QualityRule`; ``check_quality=False``
+        measures quality (``FaceObservation.quality``) without refusing on it."""
         self._embedder = embedder if embedder is not None else create_embedder("onnx")
-        self._calibration = calibration if calibration is not None else load_calibration()
+        self._calibration = (
+            calibration
+            if calibration is not None
+            else load_calibration(model_id=self._embedder.model_id)
+        )
         if self._calibration.model_id != self._embedder.model_id:
             raise ModelError(
                 f"calibration is for model {self._calibration.model_id!r}, "
@@ -68,6 +78,7 @@ class FaceMatcher:
         self._detector = detector if detector is not None else FaceDetector(min_face_px=min_face_px)
         self._aligner = aligner if aligner is not None else Aligner()
         self._decode_max_side_px = decode_max_side_px
+        self._quality = (quality or QualityRule()) if check_quality else None
 
     @classmethod
     def from_settings(
@@ -80,7 +91,10 @@ class FaceMatcher:
         """The matcher ``settings`` describe; ``calibration`` and ``detector``
         replace the shipped calibration and the detector ``settings.detector`` names."""
         embedder = create_embedder(
-            settings.embedder, cache_dir=settings.cache_dir, onnx_threads=settings.onnx_threads
+            settings.embedder,
+            cache_dir=settings.cache_dir,
+            onnx_threads=settings.onnx_threads,
+            mirror=settings.mirror_descriptor,
         )
         limits = ImageLimits(
             max_bytes=settings.max_image_bytes,
@@ -97,6 +111,7 @@ class FaceMatcher:
             min_face_px=settings.min_face_px,
             calibration=calibration,
             detector=detector,
+            check_quality=settings.quality_checks,
         )
 
     @property
@@ -133,8 +148,11 @@ class FaceMatcher:
         found = self._detector.detect_one(decoded.pixels, scale=decoded.scale)
         lap("detect")
         pixels = rotate(decoded.pixels, found.rotation_deg)
-        chip = self._chip(pixels, found)
+        chip, landmarks = self._chip(pixels, found)
         lap("align")
+        quality = measure(chip, landmarks)
+        if self._quality is not None:
+            self._quality.check(quality)
         width, height = decoded.original_size_px
         if found.rotation_deg in (90, 270):
             width, height = height, width
@@ -145,13 +163,17 @@ class FaceMatcher:
             image_size_px=(width, height),
             embedding=np.zeros(0, np.float32),
             model_id=self.model_id,
+            quality=quality,
         )
         return chip, observation
 
-    def _chip(self, pixels: np.ndarray, found: Detection) -> np.ndarray:
+    def _chip(self, pixels: np.ndarray, found: Detection) -> tuple[np.ndarray, np.ndarray]:
+        """The chip and the landmarks it was aligned on (for the quality measures):
+        the detector's keypoints (eye, eye, nose, ...) or dlib's 5 points."""
         if self._detector.alignment == "keypoints" and found.keypoints is not None:
-            return keypoint_chip(pixels, np.asarray(found.keypoints, dtype=np.float64))
-        return self._aligner.chip(pixels, found.box)
+            keypoints = np.asarray(found.keypoints, dtype=np.float64)
+            return keypoint_chip(pixels, keypoints), keypoints
+        return self._aligner.chip_and_landmarks(pixels, found.box)
 
     def _embed(self, chips: list[np.ndarray]) -> np.ndarray:
         return self._embedder.embed(np.stack(chips))

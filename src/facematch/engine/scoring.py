@@ -5,9 +5,10 @@
 LFW View 1 ``pairsDevTrain.txt`` (slope < 0, so it falls as ``d`` grows).
 Decision thresholds are distances at which a stated share of different-person
 pairs (the false-match rate, FMR) would be accepted, estimated from every
-cross-identity pair of the View 1 images. Both ship in
-``facematch/engine/data/calibration.json``; ``facematch calibrate`` rebuilds it
-(see :mod:`facematch.engine.calibration` and docs/accuracy.md).
+cross-identity pair of the View 1 images. Both ship, one file per descriptor
+pipeline (``model_id``), as ``facematch/engine/data/calibration-<model_id>.json``;
+``facematch calibrate`` rebuilds the one of the configured pipeline (see
+:mod:`facematch.engine.calibration` and docs/accuracy.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from facematch.engine.errors import ModelFormatError
 
 __all__ = [
     "FMR_KEYS",
+    "SHIPPED_MODEL_ID",
     "Calibration",
+    "calibration_resource",
     "distance",
     "fmr_key",
     "load_calibration",
@@ -34,6 +37,8 @@ __all__ = [
 # The false-match rates a calibration file publishes thresholds for.
 FMR_KEYS = ("1e-2", "1e-3", "1e-4")
 DEFAULT_FMR = 1e-3
+# The default descriptor pipeline (engine/embed.py: dlib's ResNet, mirror-averaged).
+SHIPPED_MODEL_ID = "dlib-resnet-v1+mirror-l2"
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -114,11 +119,19 @@ class Calibration:
             raise ModelFormatError(f"calibration data is malformed: {exc}") from exc
 
 
-def load_calibration(path: Path | None = None) -> Calibration:
-    """The calibration shipped with the package, or the one at ``path``."""
+def calibration_resource(model_id: str) -> str:
+    """The packaged file (relative to ``facematch.engine``) calibrating ``model_id``."""
+    if not model_id or not all(c.isalnum() or c in "+-._" for c in model_id):
+        raise ValueError(f"not a model id: {model_id!r}")
+    return f"data/calibration-{model_id}.json"
+
+
+def load_calibration(path: Path | None = None, *, model_id: str = SHIPPED_MODEL_ID) -> Calibration:
+    """The calibration shipped for ``model_id``, or the one at ``path``."""
     try:
         if path is None:
-            text = resources.files("facematch.engine").joinpath("data/calibration.json").read_text()
+            resource = resources.files("facematch.engine").joinpath(calibration_resource(model_id))
+            text = resource.read_text()
         else:
             text = Path(path).read_text()
         data = json.loads(text)
@@ -126,4 +139,9 @@ def load_calibration(path: Path | None = None) -> Calibration:
         raise ModelFormatError(f"cannot read calibration file: {exc}") from exc
     if not isinstance(data, dict):
         raise ModelFormatError("calibration file must hold a JSON object")
-    return Calibration.from_json_dict(data)
+    calibration = Calibration.from_json_dict(data)
+    if path is None and calibration.model_id != model_id:
+        raise ModelFormatError(
+            f"{calibration_resource(model_id)} is for {calibration.model_id!r}, not {model_id!r}"
+        )
+    return calibration

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from facematch.engine.quality import FaceQuality
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class FaceObservation:
     image_size_px: tuple[int, int]  # (width, height), full resolution, rotated by rotation_deg
     embedding: np.ndarray = field(repr=False)
     model_id: str = ""
+    quality: FaceQuality | None = None  # the measures the quality rule was applied to
 
 
 @dataclass(frozen=True)

@@ -304,6 +304,36 @@ _ENTRIES = [
         "The face in the image is too small; send a closer or larger photo.",
         "الوجه في الصورة صغير جدًا؛ أرسل صورة أقرب أو أكبر.",
     ),
+    ErrorEntry(
+        "face_too_dark",
+        422,
+        2104,
+        "The face in the image is too dark; retake the photo in better light.",
+        "الوجه في الصورة مظلم جدًا؛ أعد التقاط الصورة في إضاءة أفضل.",
+    ),
+    ErrorEntry(
+        "face_overexposed",
+        422,
+        2105,
+        "The face in the image is washed out by light or glare; retake the photo "
+        "without direct light or flash on the face.",
+        "الوجه في الصورة باهت بسبب الضوء أو الوهج؛ أعد التقاط الصورة دون ضوء مباشر "
+        "أو فلاش على الوجه.",
+    ),
+    ErrorEntry(
+        "face_blurred",
+        422,
+        2106,
+        "The face in the image is blurred; hold the camera still and retake a sharp photo.",
+        "الوجه في الصورة غير واضح؛ ثبّت الكاميرا وأعد التقاط صورة واضحة.",
+    ),
+    ErrorEntry(
+        "face_turned",
+        422,
+        2107,
+        "The face is turned away from the camera; retake the photo looking straight at it.",
+        "الوجه غير مواجه للكاميرا؛ أعد التقاط الصورة وأنت تنظر مباشرة إليها.",
+    ),
     # --- processing: reference transactions (22xx) --------------------------
     ErrorEntry(
         "reference_not_found",
@@ -438,6 +468,10 @@ ENGINE_ERRORS: dict[type[engine_errors.EngineError], ErrorEntry] = {
     engine_errors.NoFaceError: CATALOGUE["no_face"],
     engine_errors.MultipleFacesError: CATALOGUE["multiple_faces"],
     engine_errors.FaceTooSmallError: CATALOGUE["face_too_small"],
+    engine_errors.FaceTooDarkError: CATALOGUE["face_too_dark"],
+    engine_errors.FaceOverExposedError: CATALOGUE["face_overexposed"],
+    engine_errors.FaceBlurredError: CATALOGUE["face_blurred"],
+    engine_errors.FaceTurnedError: CATALOGUE["face_turned"],
     engine_errors.ModelError: CATALOGUE["engine_unavailable"],
     engine_errors.ModelFormatError: CATALOGUE["engine_unavailable"],
 }
