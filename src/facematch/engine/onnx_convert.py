@@ -13,11 +13,11 @@ convolution; by default it is folded into that convolution's weights and bias
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from facematch.engine.dlib_format import (
     AddPrev,
@@ -31,6 +31,7 @@ from facematch.engine.dlib_format import (
     Skip,
     Tag,
 )
+from facematch.engine.onnx_graph import GraphBuilder
 
 #: Bump whenever the graph this module produces changes: it is part of the cache key.
 CONVERTER_VERSION = 1
@@ -48,25 +49,7 @@ class _Value:
     shape: tuple[int, int, int]
 
 
-@dataclass
-class _Builder:
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
-    initializers: list[onnx.TensorProto] = field(default_factory=list)
-    _counter: int = 0
-
-    def fresh(self, stem: str) -> str:
-        self._counter += 1
-        return f"{stem}_{self._counter}"
-
-    def const(self, stem: str, array: np.ndarray) -> str:
-        name = self.fresh(stem)
-        self.initializers.append(numpy_helper.from_array(array, name))
-        return name
-
-    def node(self, op: str, inputs: list[str], stem: str, **attrs: object) -> str:
-        out = self.fresh(stem)
-        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
+_Builder = GraphBuilder
 
 
 def _pooled(size: int, window: int, stride: int, pad: int) -> int:

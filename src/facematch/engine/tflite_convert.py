@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
+from facematch.engine.onnx_graph import GraphBuilder
 from facematch.engine.tflite_format import TFLiteFormatError, TFLiteGraph
 
 __all__ = ["CONVERTER_VERSION", "INPUT_NAME", "OUTPUT_NAMES", "build_model"]
@@ -36,27 +37,10 @@ _PADDING_SAME = 0
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
 
 
-@dataclass
-class _Builder:
+@dataclass(kw_only=True)
+class _Builder(GraphBuilder):
     graph: TFLiteGraph
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
-    initializers: list[onnx.TensorProto] = field(default_factory=list)
     values: dict[int, str] = field(default_factory=dict)  # TFLite tensor → ONNX value
-    _counter: int = 0
-
-    def fresh(self, stem: str) -> str:
-        self._counter += 1
-        return f"{stem}_{self._counter}"
-
-    def const(self, stem: str, array: np.ndarray) -> str:
-        name = self.fresh(stem)
-        self.initializers.append(numpy_helper.from_array(array, name))
-        return name
-
-    def node(self, op: str, inputs: list[str], stem: str, **attrs: object) -> str:
-        out = self.fresh(stem)
-        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
 
     def value(self, tensor: int) -> str:
         if tensor not in self.values:
@@ -193,7 +177,7 @@ def build_model(graph: TFLiteGraph) -> onnx.ModelProto:
     _, side, side_w, channels = graph.shapes[source]
     if side != side_w or channels != 3:
         raise TFLiteFormatError(f"expected a square RGB input, got {graph.shapes[source]}")
-    b = _Builder(graph)
+    b = _Builder(graph=graph)
     pixels = b.node("Cast", [INPUT_NAME], "float", to=TensorProto.FLOAT)
     # MediaPipe feeds its face detectors pixels in [-1, 1]: x / 127.5 - 1.
     scaled = b.node("Mul", [pixels, b.const("scale", np.float32(1 / 127.5))], "scaled")
