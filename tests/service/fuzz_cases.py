@@ -54,8 +54,8 @@ METHODS: dict[str, frozenset[str]] = {
     MATCH_V11: frozenset({"POST"}),
     INQUIRE: frozenset({"POST"}),
     FETCH_IMAGES: frozenset({"POST"}),
-    HEALTHZ: frozenset({"GET"}),
-    READYZ: frozenset({"GET"}),
+    HEALTHZ: frozenset({"GET", "HEAD"}),  # HEAD: load balancers probe with it
+    READYZ: frozenset({"GET", "HEAD"}),
     METRICS: frozenset({"GET"}),
 }
 # Statuses each endpoint may answer with its documented method. 500 is never

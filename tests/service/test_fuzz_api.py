@@ -291,8 +291,9 @@ def test_every_plausible_base64_form_is_accepted(fuzz: Harness) -> None:
         code = json.loads(answer).get("error_code")
         if label in fz.ACCEPTABLE_BASE64:
             assert status == 200, f"{label} base64 refused: {answer[:200]!r}"
-        elif any(0xD800 <= ord(char) <= 0xDFFF for char in text):
-            assert code == CATALOGUE["invalid_json"].code  # not JSON the service holds
+        elif "\x00" in text or any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+            # NUL and lone surrogates are text the service never holds (docs/api.md).
+            assert code == CATALOGUE["invalid_json"].code
         else:
             assert code in image_errors, f"{label} base64: {status} {answer[:200]!r}"
 
