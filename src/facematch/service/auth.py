@@ -30,6 +30,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from facematch.service.body_limit import declared_length
 from facematch.service.errors import DEFAULT_LANG, LANGS, ApiError
 from facematch.service.json_body import InvalidJsonError, parse_json_object
 from facematch.store import repository
@@ -83,13 +84,6 @@ def _lang_of(data: dict[str, Any]) -> str:
     return lang.strip().lower()
 
 
-def _declared_length(request: Request) -> int | None:
-    value = request.headers.get("content-length")
-    if value is None or not value.isdigit():
-        return None  # chunked (or a malformed header, which the server refuses itself)
-    return int(value)
-
-
 def header_lang(request: Request) -> str:
     """The language of an answer given before the body (and its ``lang``) is read."""
     accept = request.headers.get("accept-language", "")
@@ -116,7 +110,7 @@ def _require_live_token(request: Request, session: Session) -> None:
 async def service_body(request: Request, session: SessionDep) -> ServiceBody:
     if not _is_json(request.headers.get("content-type")):
         raise ApiError("unsupported_media_type")
-    declared = _declared_length(request)
+    declared = declared_length(request.scope)
     if declared is None or declared > PEEK_BODY_BYTES:
         await run_in_threadpool(_require_live_token, request, session)
     raw = await request.body()

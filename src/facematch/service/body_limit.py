@@ -27,7 +27,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _content_length(scope: Scope) -> int | None:
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length``; ``None`` when absent (chunked) or unparsable."""
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:
@@ -82,7 +83,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope.get("path", ""))
-        declared = _content_length(scope)
+        declared = declared_length(scope)
         if declared is not None and declared > limit:
             await send_api_error(send, body_too_large())
             return
