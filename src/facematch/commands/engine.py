@@ -187,7 +187,7 @@ _cache_option = click.option(
 )
 
 
-def _progress(total: int, description: str):  # type: ignore[no-untyped-def]
+def _progress(total: int, description: str) -> Any:  # a tqdm bar; tqdm ships no type stubs
     from tqdm import tqdm
 
     return tqdm(total=total, desc=description, unit="img", file=sys.stderr, leave=False)

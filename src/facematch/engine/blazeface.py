@@ -271,12 +271,13 @@ class _Pyramid:
         if factor not in self._levels:
             self._levels[factor] = self._levels[1].reduce(factor)
         image = self._levels[factor]
-        box = tuple(
+        left, top, right, bottom = (
             v / factor for v in (view.left, view.top, view.left + view.side, view.top + view.side)
         )
-        if box[0] < 0 or box[1] < 0 or box[2] > image.width or box[3] > image.height:
+        box: tuple[float, float, float, float] = (left, top, right, bottom)
+        if left < 0 or top < 0 or right > image.width or bottom > image.height:
             # Letterbox: Pillow fills outside the image with zeros when cropping.
-            image = image.crop(tuple(round(v) for v in box))
+            image = image.crop((round(left), round(top), round(right), round(bottom)))
             box = (0, 0, image.width, image.height)
         resized = image.resize((INPUT_PX, INPUT_PX), Image.Resampling.BILINEAR, box=box)
         return np.asarray(resized)
