@@ -18,6 +18,7 @@ from facematch.service import client_crypto, signing
 from facematch.service.errors import CATALOGUE
 from facematch.store import repository
 from facematch.store.db import session_scope
+from facematch.testing.keys import client_private_key
 from facematch_client import (
     ERRORS_BY_CODE,
     ApiError,
@@ -30,7 +31,6 @@ from facematch_client import (
     SignatureError,
     error_class,
 )
-from tests.service.keys import client_private_key
 from tests.service.support import Credentials, provision
 from tests.service.test_transactions import hmac_secret, register_key
 

@@ -32,8 +32,8 @@ from facematch.store import repository
 from facematch.store.db import session_scope
 from facematch.store.models import AccessToken, Bundle, Transaction, utcnow
 from facematch.store.retention import purge_expired
+from facematch.testing.keys import client_private_key
 from tests.service.conftest import service_settings
-from tests.service.keys import client_private_key
 from tests.service.support import Credentials, StubMatcher, bearer, issue_token, provision, script
 from tests.service.test_transactions import client_decrypt, register_key
 
