@@ -287,7 +287,7 @@ def test_retry_policy_rejects_nonsense_headers() -> None:
 
 
 def test_async_client_in_process_rotates_tokens_under_concurrency(
-    database_url: str, matcher: object, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     """AsyncClient on httpx.ASGITransport: the real app, its lifespan, one event loop."""
     from facematch.service.app import create_app
@@ -295,7 +295,7 @@ def test_async_client_in_process_rotates_tokens_under_concurrency(
     from tests.service.conftest import service_settings
     from tests.service.support import StubMatcher
 
-    stub = StubMatcher(model_id=matcher.model_id)  # type: ignore[attr-defined]
+    stub = StubMatcher()
     app = create_app(service_settings(database_url, tmp_path), matcher=stub)  # type: ignore[arg-type]
 
     async def scenario() -> tuple[list[int], int]:

@@ -43,12 +43,10 @@ WAIT_S = 20  # bound on every wait for another thread; never reached when all is
 
 
 @pytest.fixture(scope="module")
-def app_client(
-    database_url: str, matcher: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
+def app_client(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """The real app with the scripted engine and a deadline long enough that a call
     held at a step by the test is not cut off meanwhile."""
-    stub = StubMatcher(model_id=matcher.model_id)
+    stub = StubMatcher()
     app = create_app(
         service_settings(
             database_url,
