@@ -6,6 +6,8 @@ import base64
 import io
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,3 +154,22 @@ class StubMatcher:
         self, image: bytes | str, reference_embedding: np.ndarray, reference_model_id: str
     ) -> MatchResult:
         return self._run(image)
+
+
+@contextmanager
+def using_vault(app: Any, vault: Any) -> Iterator[None]:
+    """Run the app on another key configuration (a restart with new keys), then back."""
+    services = app.state.services
+    original = app.state.vault
+    parts = (services.face_match, services.transactions)
+
+    def install(chosen: Any) -> None:
+        app.state.vault = chosen
+        for part in parts:
+            part.vault = chosen
+
+    install(vault)
+    try:
+        yield
+    finally:
+        install(original)

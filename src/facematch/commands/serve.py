@@ -122,7 +122,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     cleanup = _prepare_metrics_dir() if count > 1 else None
     try:
         uvicorn.run(
-            "facematch.service.serving:worker_app",
+            "facematch.service.app:worker_app",
             factory=True,
             host=host or settings.host,
             port=settings.port if port is None else port,

@@ -1,40 +1,51 @@
-"""Request dependencies, as ``Annotated`` aliases routes declare by type.
+"""Request dependencies, as typed ``Annotated`` aliases routes declare.
 
-Order of checks for a service call (each raises a catalogue :class:`ApiError`):
+The parts the app was built from (:class:`Services`: settings, vault, matcher,
+work pool and the use cases) come from the composition root in
+:mod:`facematch.service.app`, never from ``request.app.state`` in a route.
+
+Order of checks for a service call (each raises an error of
+:mod:`facematch.service.errors`, answered by the one handler):
 
 1. :data:`ServiceBodyDep` — JSON media type (415); a body that may be big
    (over :data:`PEEK_BODY_BYTES` declared, or chunked) is read only after the
    bearer token is found live from the headers alone (403, in English or the
    ``Accept-Language``, connection closed): an anonymous client cannot make
    the server buffer or parse megabytes. Then a parsable JSON object (400,
-   parsed off the event loop when big) and a valid ``lang`` (400). Nothing is
-   consumed yet: these requests cost no trial.
-2. :data:`CurrentToken` — bearer token from ``Authorization`` (or the
-   ``Authentication`` header Valify's docs name): unknown/revoked, expired or
-   used up → 403. Otherwise one trial is consumed, atomically in SQL, and
-   committed at once, so every later failure of the call has cost a trial.
-3. :data:`BundleDep` — ``bundle_key`` present (400) and the key of the token's
-   own bundle, the bundle of the OAuth application that issued it, still active
-   (401). Another bundle's key, even of the same organisation, gets the same
-   answer as an unknown key: a business unit's token never spends another
-   unit's quota, and the answer does not tell whether the key exists.
+   parsed off the event loop when big) and a valid ``lang`` (400), which from
+   then on is the language of every answer (``request.state.lang``).
+2. :data:`EngineCapacity` (face match only) — a work-pool slot, or 429 at once:
+   declared before the token, so a refused request costs no trial.
+3. :data:`PresentedToken` / :data:`LiveToken` — the bearer token from
+   ``Authorization`` (or the ``Authentication`` header Valify's docs name):
+   missing, unknown or revoked → 403; :data:`LiveToken` also refuses an
+   expired one. Face match takes the trial itself, in its opening commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from facematch.service.application.calls import CallRecord
+from facematch.service.application.services import Services
 from facematch.service.body_limit import declared_length
-from facematch.service.errors import DEFAULT_LANG, LANGS, ApiError
+from facematch.service.errors import (
+    DEFAULT_LANG,
+    LANGS,
+    InvalidJson,
+    InvalidLang,
+    ServiceError,
+    TokenMissing,
+    UnsupportedMediaType,
+)
 from facematch.service.json_body import InvalidJsonError, parse_json_object
-from facematch.store import repository
-from facematch.store.models import AccessToken, Bundle, utcnow
+from facematch.service.workpool import BoundPool
+from facematch.store.views import TokenRef
 
 JSON_MEDIA_TYPES = ("application/json",)
 AUTH_HEADERS = ("authorization", "authentication")
@@ -45,16 +56,13 @@ PEEK_BODY_BYTES = 64 * 1024
 OFF_LOOP_PARSE_BYTES = 256 * 1024
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; routes commit explicitly, leftovers roll back."""
-    session: Session = request.app.state.session_factory()
-    try:
-        yield session
-    finally:
-        session.close()
+def get_services(request: Request) -> Services:
+    """The parts the composition root built for this app."""
+    services: Services = request.app.state.services
+    return services
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ def _lang_of(data: dict[str, Any]) -> str:
     if lang is None:
         return DEFAULT_LANG
     if not isinstance(lang, str) or lang.strip().lower() not in LANGS:
-        raise ApiError("invalid_lang", field="lang")
+        raise InvalidLang()
     return lang.strip().lower()
 
 
@@ -88,43 +96,6 @@ def header_lang(request: Request) -> str:
     """The language of an answer given before the body (and its ``lang``) is read."""
     accept = request.headers.get("accept-language", "")
     return "ar" if accept.strip().lower().startswith("ar") else DEFAULT_LANG
-
-
-def _require_live_token(request: Request, session: Session) -> None:
-    """Refuse from the headers a request whose token is missing, unknown or dead.
-
-    The body is not read, so the connection is closed after the answer instead
-    of draining what the client still sends.
-    """
-    lang = header_lang(request)
-    close = {"Connection": "close"}
-    try:
-        token = presented_token(request, session, lang=lang)
-    except ApiError as exc:
-        exc.headers = {**(exc.headers or {}), **close}
-        raise
-    if token.expires_at <= utcnow():
-        raise ApiError("token_expired", lang=lang, headers=close)
-
-
-async def service_body(request: Request, session: SessionDep) -> ServiceBody:
-    if not _is_json(request.headers.get("content-type")):
-        raise ApiError("unsupported_media_type")
-    declared = declared_length(request.scope)
-    if declared is None or declared > PEEK_BODY_BYTES:
-        await run_in_threadpool(_require_live_token, request, session)
-    raw = await request.body()
-    try:
-        if len(raw) > OFF_LOOP_PARSE_BYTES:
-            data = await run_in_threadpool(parse_json_object, raw)
-        else:
-            data = parse_json_object(raw)
-    except InvalidJsonError as exc:
-        raise ApiError("invalid_json") from exc
-    return ServiceBody(data=data, lang=_lang_of(data))
-
-
-ServiceBodyDep = Annotated[ServiceBody, Depends(service_body)]
 
 
 def bearer_token(request: Request) -> str | None:
@@ -142,108 +113,104 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class AuthContext:
-    """The authenticated token after this call's trial was taken."""
-
-    token: AccessToken
-    trials_remaining: int
-    lang: str
-
-
-def presented_token(request: Request, session: Session, *, lang: str) -> AccessToken:
-    """The request's access token; 403 when it is missing, unknown or revoked."""
+def _find_token(request: Request, services: Services, *, live: bool) -> TokenRef:
     presented = bearer_token(request)
     if presented is None:
-        raise ApiError("token_missing", lang=lang)
+        raise TokenMissing()
     # Found once per request: a big body's header check already looked it up.
-    known: tuple[str, AccessToken] | None = getattr(request.state, "presented_token", None)
+    known: tuple[str, TokenRef] | None = getattr(request.state, "presented_token", None)
     if known is not None and known[0] == presented:
-        return known[1]
-    token = repository.find_token(session, access_token=presented)
-    if token is None or token.revoked_at is not None:
-        raise ApiError("token_invalid", lang=lang)
-    request.state.presented_token = (presented, token)
+        token = known[1]
+    else:
+        token = services.tokens.presented(presented)
+        request.state.presented_token = (presented, token)
+    if live:
+        # The same expiry rule as the service's, on the row just read.
+        services.tokens.live_check(token)
     return token
 
 
-def current_token(request: Request, session: SessionDep, body: ServiceBodyDep) -> AuthContext:
-    token = presented_token(request, session, lang=body.lang)
-    now = utcnow()
-    remaining = repository.consume_trial(session, token_id=token.id, now=now)
-    session.commit()
-    if remaining is None:
-        session.refresh(token)
-        if token.revoked_at is not None:
-            raise ApiError("token_invalid", lang=body.lang)
-        if token.expires_at <= now:
-            raise ApiError("token_expired", lang=body.lang)
-        raise ApiError("token_trials_exhausted", lang=body.lang, trials_remaining=0)
-    return AuthContext(token=token, trials_remaining=remaining, lang=body.lang)
+def _require_live_token(request: Request, services: Services) -> None:
+    """Refuse from the headers a request whose token is missing, unknown or dead.
+
+    The body is not read, so the connection is closed after the answer instead
+    of draining what the client still sends; the answer speaks ``Accept-Language``.
+    """
+    try:
+        _find_token(request, services, live=True)
+    except ServiceError as exc:
+        request.state.lang = header_lang(request)
+        exc.close_connection = True
+        raise
 
 
-CurrentToken = Annotated[AuthContext, Depends(current_token)]
+async def service_body(request: Request, services: ServicesDep) -> ServiceBody:
+    request.state.call = CallRecord()
+    if not _is_json(request.headers.get("content-type")):
+        raise UnsupportedMediaType()
+    declared = declared_length(request.scope)
+    if declared is None or declared > PEEK_BODY_BYTES:
+        await run_in_threadpool(_require_live_token, request, services)
+    raw = await request.body()
+    try:
+        if len(raw) > OFF_LOOP_PARSE_BYTES:
+            data = await run_in_threadpool(parse_json_object, raw)
+        else:
+            data = parse_json_object(raw)
+    except InvalidJsonError as exc:
+        raise InvalidJson() from exc
+    lang = _lang_of(data)
+    request.state.lang = lang
+    return ServiceBody(data=data, lang=lang)
 
 
-def fields_of(
-    body: ServiceBody, *, wrapped: bool, trials_remaining: int | None = None
-) -> dict[str, Any]:
-    """The request's fields: the body itself, or its ``data`` object (v1.1)."""
-    if not wrapped:
-        return body.data
-    data = body.data.get("data")
-    if not isinstance(data, dict):
-        raise ApiError(
-            "missing_field" if data is None else "invalid_field",
-            lang=body.lang,
-            field="data",
-            trials_remaining=trials_remaining,
+ServiceBodyDep = Annotated[ServiceBody, Depends(service_body)]
+
+
+def call_record(request: Request, _body: ServiceBodyDep) -> CallRecord:
+    """What this call has cost so far; the error handler reports it."""
+    record: CallRecord = request.state.call
+    return record
+
+
+CallDep = Annotated[CallRecord, Depends(call_record)]
+
+
+async def engine_capacity(
+    request: Request, services: ServicesDep, _body: ServiceBodyDep
+) -> AsyncIterator[BoundPool]:
+    """A work-pool slot held for the whole request; when none is free, 429 at once,
+    before any trial is taken (declared before the token for that reason)."""
+    ticket = services.pool.admit()
+    try:
+        yield BoundPool(
+            services.pool, ticket=ticket, deadline=getattr(request.state, "deadline", None)
         )
-    return data
+    finally:
+        ticket.release()
 
 
-def _bundle_key(fields: dict[str, Any], auth: AuthContext) -> str:
-    key = fields.get("bundle_key")
-    if key is None or key == "":
-        raise ApiError(
-            "missing_field",
-            lang=auth.lang,
-            field="bundle_key",
-            trials_remaining=auth.trials_remaining,
-        )
-    if not isinstance(key, str):
-        raise ApiError(
-            "invalid_field",
-            lang=auth.lang,
-            field="bundle_key",
-            trials_remaining=auth.trials_remaining,
-        )
-    return key
+EngineCapacity = Annotated[BoundPool, Depends(engine_capacity)]
 
 
-def resolve_bundle(session: Session, fields: dict[str, Any], auth: AuthContext) -> Bundle:
-    """The active bundle named by ``bundle_key``; it must be the token's own bundle."""
-    key = _bundle_key(fields, auth)
-    bundle = repository.find_bundle_by_key(session, key=key)
-    if (
-        bundle is None
-        or bundle.id != auth.token.bundle_id
-        or bundle.organisation_id != auth.token.organisation_id
-    ):
-        raise ApiError("bundle_invalid", lang=auth.lang, trials_remaining=auth.trials_remaining)
-    return bundle
+async def presented_token(
+    request: Request, services: ServicesDep, _body: ServiceBodyDep
+) -> TokenRef:
+    return await run_in_threadpool(_find_token, request, services, live=False)
 
 
-def _bundle_v1(session: SessionDep, body: ServiceBodyDep, auth: CurrentToken) -> Bundle:
-    return resolve_bundle(session, fields_of(body, wrapped=False), auth)
+async def live_token(request: Request, services: ServicesDep, _body: ServiceBodyDep) -> TokenRef:
+    return await run_in_threadpool(_find_token, request, services, live=True)
 
 
-def _bundle_v11(session: SessionDep, body: ServiceBodyDep, auth: CurrentToken) -> Bundle:
-    fields = fields_of(body, wrapped=True, trials_remaining=auth.trials_remaining)
-    return resolve_bundle(session, fields, auth)
+PresentedToken = Annotated[TokenRef, Depends(presented_token)]
+"""The request's token, found (face match checks its expiry as it takes the trial)."""
+LiveToken = Annotated[TokenRef, Depends(live_token)]
+"""The request's token, found and unexpired (the read endpoints)."""
 
 
-BundleDep = Annotated[Bundle, Depends(_bundle_v1)]
-"""The bundle of a v1 request (fields at the top level)."""
-BundleV11Dep = Annotated[Bundle, Depends(_bundle_v11)]
-"""The bundle of a v1.1 request (fields inside ``data``)."""
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or "-"
+
+
+RequestIdDep = Annotated[str, Depends(request_id)]

@@ -28,23 +28,28 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from facematch.service.auth import bearer_token
-from facematch.service.errors import ApiError
+from facematch.service.errors import (
+    InternalError,
+    InvalidField,
+    InvalidJson,
+    Overloaded,
+    TokenMissing,
+    TransactionNotFound,
+)
 from facematch.settings import Settings
 from facematch.store import repository, security
 from facematch.store.models import (
-    AccessToken,
     Application,
     Bundle,
     Organisation,
     Transaction,
     User,
-    utcnow,
 )
 from facematch.store.sealed import ensure_bundle_hmac_secret
 from facematch.store.vault import Vault
@@ -121,14 +126,10 @@ def _session(session: Session, vault: Vault, refresh_lifetime_s: int) -> dict[st
             session.rollback()
         parts = _existing(session)
         if parts is None:
-            raise ApiError("internal_error")
-    live = session.scalar(
-        select(func.count())
-        .select_from(AccessToken)
-        .where(AccessToken.bundle_id == parts.bundle.id, AccessToken.expires_at > utcnow())
-    )
-    if (live or 0) >= DEMO_MAX_LIVE_TOKENS:
-        raise ApiError("overloaded", headers={"Retry-After": str(DEMO_RETRY_AFTER_S)})
+            raise InternalError("the demo bundle could not be created")
+    live = repository.count_live_tokens(session, bundle_id=parts.bundle.id)
+    if live >= DEMO_MAX_LIVE_TOKENS:
+        raise Overloaded(retry_after_s=DEMO_RETRY_AFTER_S)
     key = _bundle_key(ensure_bundle_hmac_secret(session, vault, parts.bundle))
     issued = repository.issue_token(
         session,
@@ -149,7 +150,7 @@ def _boxes(session: Session, token: str, transaction_id: str) -> dict[str, Any]:
     found = repository.find_token(session, access_token=token)
     transaction = session.get(Transaction, transaction_id)
     if found is None or transaction is None or transaction.token_id != found.id:
-        raise ApiError("transaction_not_found")
+        raise TransactionNotFound()
     return {"first": transaction.first_box, "second": transaction.second_box}
 
 
@@ -178,14 +179,14 @@ async def demo_session(request: Request) -> JSONResponse:
 async def demo_boxes(request: Request) -> JSONResponse:
     token = bearer_token(request)
     if token is None:
-        raise ApiError("token_missing")
+        raise TokenMissing()
     try:
         body = await request.json()
     except ValueError as exc:
-        raise ApiError("invalid_json") from exc
+        raise InvalidJson() from exc
     transaction_id = body.get("transaction_id") if isinstance(body, dict) else None
     if not isinstance(transaction_id, str) or not 0 < len(transaction_id) <= MAX_TRANSACTION_ID:
-        raise ApiError("invalid_field", field="transaction_id")
+        raise InvalidField("transaction_id")
     state = request.app.state
 
     def work() -> dict[str, Any]:

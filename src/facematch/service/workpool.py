@@ -35,6 +35,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from facematch.service.errors import DeadlineExceeded, Overloaded
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -47,20 +49,6 @@ __all__ = [
     "WorkPool",
     "default_threads",
 ]
-
-
-class Overloaded(Exception):  # noqa: N818 - the name reads as the condition it reports
-    """The pool is full; the caller should retry after ``retry_after_s`` seconds."""
-
-    def __init__(self, *, retry_after_s: int, pending: int, limit: int) -> None:
-        super().__init__(f"work pool full ({pending}/{limit} jobs admitted)")
-        self.retry_after_s = retry_after_s
-        self.pending = pending
-        self.limit = limit
-
-
-class DeadlineExceeded(Exception):  # noqa: N818 - the name reads as the condition it reports
-    """The request's deadline passed before its work could finish."""
 
 
 def default_threads() -> int:

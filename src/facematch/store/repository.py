@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facematch.settings import MAX_TOKEN_LIFETIME_S
@@ -26,11 +26,13 @@ from facematch.store.models import (
     Bundle,
     Organisation,
     Transaction,
+    TransactionImage,
     User,
     new_transaction_id,
     utcnow,
 )
 from facematch.store.vault import key_id_of
+from facematch.store.views import TokenRef
 
 DEFAULT_SCOPE = "read write"
 # Longest username and client id a row can hold (the columns' lengths).
@@ -99,6 +101,12 @@ def get_user(session: Session, *, username: str) -> User:
     if user is None:
         raise NotFoundError(f"no user named {username!r}")
     return user
+
+
+def get_active_user(session: Session, *, user_id: int) -> User | None:
+    """The user with this id while it is active, else None."""
+    user = session.get(User, user_id)
+    return user if user is not None and user.active else None
 
 
 def deactivate_user(session: Session, *, username: str) -> tuple[User, int]:
@@ -365,6 +373,22 @@ def find_token(session: Session, *, access_token: str) -> AccessToken | None:
     return row
 
 
+def get_token(session: Session, *, token_id: int) -> AccessToken | None:
+    """The token row by id, as it is now (refreshed if the session holds it)."""
+    token = session.get(AccessToken, token_id, populate_existing=True)
+    return token
+
+
+def count_live_tokens(session: Session, *, bundle_id: int) -> int:
+    """How many of the bundle's tokens have not expired yet."""
+    live = session.scalar(
+        select(func.count())
+        .select_from(AccessToken)
+        .where(AccessToken.bundle_id == bundle_id, AccessToken.expires_at > utcnow())
+    )
+    return int(live or 0)
+
+
 def consume_trial(session: Session, *, token_id: int, now: datetime | None = None) -> int | None:
     """Take one trial from a live token; the trials left, or None if it had none
     (or expired, or was revoked) — decided by one atomic UPDATE."""
@@ -409,7 +433,7 @@ def revoke_tokens(
 def create_transaction(
     session: Session,
     *,
-    token: AccessToken,
+    token: AccessToken | TokenRef,
     bundle_id: int,
     service: str,
     reference_transaction_id: str | None = None,
@@ -488,6 +512,19 @@ def finish_transaction(
     return True
 
 
+def discard_transaction(session: Session, *, transaction_id: str) -> None:
+    """Delete a transaction inserted in the current database transaction, with its images
+    (a call refused after its row was written, when the rest must still commit)."""
+    session.execute(
+        delete(TransactionImage).where(TransactionImage.transaction_id == transaction_id),
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(
+        delete(Transaction).where(Transaction.id == transaction_id),
+        execution_options={"synchronize_session": False},
+    )
+
+
 def find_reference_transaction(
     session: Session, *, transaction_id: str, organisation_id: int, service: str = FACE_MATCH
 ) -> Transaction | None:
@@ -505,6 +542,45 @@ def find_reference_transaction(
             Transaction.reference_embedding.is_not(None),
             Transaction.images_purged_at.is_(None),
         )
+    )
+
+
+def find_own_transaction(
+    session: Session, *, organisation_id: int, transaction_id: str
+) -> Transaction | None:
+    """The transaction ``transaction_id`` if it belongs to the organisation (else None,
+    exactly as if it did not exist: ids of other organisations cannot be probed)."""
+    return session.scalar(
+        select(Transaction).where(
+            Transaction.id == transaction_id, Transaction.organisation_id == organisation_id
+        )
+    )
+
+
+def transactions_of_token(
+    session: Session, *, organisation_id: int, access_token: str
+) -> Sequence[Transaction] | None:
+    """Every transaction made with the organisation's token ``access_token``, oldest
+    first; None when the organisation has no such token."""
+    token_id = session.scalar(
+        select(AccessToken.id).where(
+            AccessToken.token_hash == security.digest_secret(access_token),
+            AccessToken.organisation_id == organisation_id,
+        )
+    )
+    if token_id is None:
+        return None
+    return session.scalars(
+        select(Transaction)
+        .where(Transaction.token_id == token_id, Transaction.organisation_id == organisation_id)
+        .order_by(Transaction.created_at, Transaction.id)
+    ).all()
+
+
+def organisation_public_key_pem(session: Session, *, organisation_id: int) -> str | None:
+    """The organisation's registered RSA public key (PEM), if any."""
+    return session.scalar(
+        select(Organisation.rsa_public_key_pem).where(Organisation.id == organisation_id)
     )
 
 

@@ -1,10 +1,11 @@
-"""Transaction inquiry and fetch-images: what an organisation may read back, and how.
+"""Transaction inquiry and fetch-images: :class:`TransactionQueries`.
 
-Service functions between the thin routes and the store. Every lookup is
-scoped to the caller's organisation: a transaction of another organisation is
-answered exactly like one that does not exist, so ids cannot be probed.
-Answers are JSON-ready dicts; the routes encrypt them for the client
-(:mod:`facematch.service.client_crypto`) and sign the envelope
+What an organisation may read back, and how. Every lookup is scoped to the
+caller's organisation: a transaction of another organisation is answered
+exactly like one that does not exist, so ids cannot be probed. Neither use
+case takes a trial or writes a transaction. The answer is encrypted for the
+organisation's registered RSA key (:mod:`facematch.service.client_crypto`)
+and comes back with the bundle's HMAC secret, to sign it
 (:mod:`facematch.service.signing`).
 """
 
@@ -12,41 +13,58 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.responses import Response
 
 from facematch.engine.errors import EngineError
 from facematch.engine.images import decode_base64
-from facematch.service.client_crypto import ClientKeyError, load_client_public_key
-from facematch.service.errors import ApiError
-from facematch.service.signing import signed_json_response
-from facematch.store import security
-from facematch.store.models import (
-    AccessToken,
-    Bundle,
-    Organisation,
-    Transaction,
-    TransactionImage,
-    User,
+from facematch.service.application.calls import CallRecord
+from facematch.service.application.face_match import own_bundle
+from facematch.service.client_crypto import (
+    ClientKeyError,
+    encrypt_json_for_client,
+    load_client_public_key,
 )
+from facematch.service.errors import (
+    AccessTokenNotFound,
+    ImagesNotStored,
+    ImagesPurged,
+    InquiryConflictingFields,
+    InvalidField,
+    MissingField,
+    PublicKeyMissing,
+    StoredDataUnreadable,
+    TransactionNotFound,
+)
+from facematch.store import repository
+from facematch.store.models import Bundle, Transaction, TransactionImage
 from facematch.store.sealed import (
+    bundle_hmac_secret,
     ensure_bundle_hmac_secret,
     load_transaction_images,
     seal_transaction_images,
 )
 from facematch.store.vault import Vault, VaultError
+from facematch.store.views import TokenRef, TransactionView, transaction_views
 
 logger = logging.getLogger(__name__)
 
 # The images come back under the request field names of the face-match call.
 IMAGE_FIELDS = {"first": "first_img", "second": "second_img"}
+MAX_TEXT_FIELD_CHARS = 200
+
+
+@dataclass(frozen=True)
+class SealedAnswer:
+    """An answer encrypted for the client, and the bundle's secret to sign it with."""
+
+    content: dict[str, Any]
+    hmac_secret: str
 
 
 def iso_utc(moment: datetime | None) -> str | None:
@@ -56,92 +74,44 @@ def iso_utc(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def client_public_key(session: Session, *, organisation_id: int, lang: str) -> rsa.RSAPublicKey:
-    """The organisation's registered RSA key, or the catalogue error saying there is none."""
-    pem = session.scalar(
-        select(Organisation.rsa_public_key_pem).where(Organisation.id == organisation_id)
-    )
-    if not pem:
-        raise ApiError("public_key_missing", lang=lang)
-    try:
-        return load_client_public_key(pem)
-    except ClientKeyError as exc:  # registered before validation tightened: same answer
-        raise ApiError("public_key_missing", lang=lang) from exc
-
-
-def _view(
-    transaction: Transaction, *, username: str, bundle_key_prefix: str, roles: Sequence[str]
-) -> dict[str, Any]:
-    """What an inquiry reveals of one transaction: metadata only, never embeddings."""
+def _public(view: TransactionView) -> dict[str, Any]:
     result = None
-    if transaction.outcome == "success" and transaction.is_similar is not None:
-        result = {"is_similar": transaction.is_similar, "confidence": transaction.confidence}
+    if view.outcome == "success" and view.is_similar is not None:
+        result = {"is_similar": view.is_similar, "confidence": view.confidence}
     return {
-        "transaction_id": transaction.id,
-        "service": transaction.service,
-        "created_at": iso_utc(transaction.created_at),
-        "username": username,
-        "bundle_key_prefix": bundle_key_prefix,
-        "outcome": transaction.outcome,
-        "error_code": transaction.error_code,
+        "transaction_id": view.id,
+        "service": view.service,
+        "created_at": iso_utc(view.created_at),
+        "username": view.username,
+        "bundle_key_prefix": view.bundle_key_prefix,
+        "outcome": view.outcome,
+        "error_code": view.error_code,
         "result": result,
-        "distance": transaction.distance,
-        "face_boxes": {"first": transaction.first_box, "second": transaction.second_box},
-        "processing_ms": transaction.processing_ms,
-        "reference_transaction_id": transaction.reference_transaction_id,
-        "images_stored": [IMAGE_FIELDS[role] for role in roles if role in IMAGE_FIELDS],
-        "images_purged": transaction.images_purged_at is not None,
-        "images_purged_at": iso_utc(transaction.images_purged_at),
+        "distance": view.distance,
+        "face_boxes": {"first": view.first_box, "second": view.second_box},
+        "processing_ms": view.processing_ms,
+        "reference_transaction_id": view.reference_transaction_id,
+        "images_stored": [IMAGE_FIELDS[r] for r in view.image_roles if r in IMAGE_FIELDS],
+        "images_purged": view.images_purged_at is not None,
+        "images_purged_at": iso_utc(view.images_purged_at),
     }
 
 
-def _views(session: Session, transactions: Sequence[Transaction]) -> list[dict[str, Any]]:
-    if not transactions:
-        return []
-    ids = [t.id for t in transactions]
-    roles: dict[str, list[str]] = {tid: [] for tid in ids}
-    for tid, role in session.execute(
-        select(TransactionImage.transaction_id, TransactionImage.role)
-        .where(TransactionImage.transaction_id.in_(ids))
-        .order_by(TransactionImage.role)
-    ):
-        roles[tid].append(role)
-    # Comprehensions, not dict(result): a Result has .keys() and would be read as a mapping.
-    names = {
-        user_id: username
-        for user_id, username in session.execute(
-            select(User.id, User.username).where(User.id.in_({t.user_id for t in transactions}))
-        )
-    }
-    prefixes = {
-        bundle_id: prefix
-        for bundle_id, prefix in session.execute(
-            select(Bundle.id, Bundle.key_prefix).where(
-                Bundle.id.in_({t.bundle_id for t in transactions})
-            )
-        )
-    }
-    return [
-        _view(
-            t,
-            username=names.get(t.user_id, ""),
-            bundle_key_prefix=prefixes.get(t.bundle_id, ""),
-            roles=roles[t.id],
-        )
-        for t in transactions
-    ]
+def _optional_text(fields: Mapping[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT_FIELD_CHARS:
+        raise InvalidField(name)
+    return value
 
 
-def _own_transaction(
-    session: Session, *, organisation_id: int, transaction_id: str, lang: str
-) -> Transaction:
-    transaction = session.scalar(
-        select(Transaction).where(
-            Transaction.id == transaction_id, Transaction.organisation_id == organisation_id
-        )
+def _own_transaction(session: Session, *, organisation_id: int, transaction_id: str) -> Transaction:
+    transaction = repository.find_own_transaction(
+        session, organisation_id=organisation_id, transaction_id=transaction_id
     )
     if transaction is None:
-        raise ApiError("transaction_not_found", lang=lang, field="transaction_id")
+        raise TransactionNotFound(field="transaction_id")
     return transaction
 
 
@@ -149,52 +119,46 @@ def inquire(
     session: Session,
     *,
     organisation_id: int,
-    lang: str,
     transaction_id: str | None = None,
     access_token: str | None = None,
 ) -> dict[str, Any]:
     """``{"transactions": [...]}``: one transaction by id, or all made with a token."""
     if (transaction_id is None) == (access_token is None):
         if transaction_id is None:
-            raise ApiError("missing_field", lang=lang, field="transaction_id")
-        raise ApiError("inquiry_conflicting_fields", lang=lang)
+            raise MissingField("transaction_id")
+        raise InquiryConflictingFields()
     if transaction_id is not None:
         found = [
             _own_transaction(
-                session, organisation_id=organisation_id, transaction_id=transaction_id, lang=lang
+                session, organisation_id=organisation_id, transaction_id=transaction_id
             )
         ]
     else:
-        token = session.scalar(
-            select(AccessToken).where(
-                AccessToken.token_hash == security.digest_secret(access_token or ""),
-                AccessToken.organisation_id == organisation_id,
-            )
+        made = repository.transactions_of_token(
+            session, organisation_id=organisation_id, access_token=access_token or ""
         )
-        if token is None:
-            raise ApiError("access_token_not_found", lang=lang, field="access_token")
-        found = list(
-            session.scalars(
-                select(Transaction)
-                .where(
-                    Transaction.token_id == token.id,
-                    Transaction.organisation_id == organisation_id,
-                )
-                .order_by(Transaction.created_at, Transaction.id)
-            ).all()
-        )
-    return {"transactions": _views(session, found)}
+        if made is None:
+            raise AccessTokenNotFound(field="access_token")
+        found = list(made)
+    return {"transactions": [_public(view) for view in transaction_views(session, found)]}
 
 
 def fetch_images(
-    session: Session, vault: Vault, *, organisation_id: int, transaction_id: str, lang: str
+    session: Session,
+    vault: Vault,
+    *,
+    organisation_id: int,
+    transaction_id: str,
+    call: CallRecord | None = None,
 ) -> dict[str, Any]:
     """``{"transaction_id", "first_img", "second_img"}`` with the images as base64."""
     transaction = _own_transaction(
-        session, organisation_id=organisation_id, transaction_id=transaction_id, lang=lang
+        session, organisation_id=organisation_id, transaction_id=transaction_id
     )
+    if call is not None:
+        call.transaction_id = transaction.id  # every refusal from here names it
     if transaction.images_purged_at is not None:
-        raise ApiError("images_purged", lang=lang, transaction_id=transaction.id)
+        raise ImagesPurged()
     try:
         images = load_transaction_images(session, vault, transaction_id=transaction.id)
     except VaultError as exc:
@@ -202,15 +166,92 @@ def fetch_images(
         logger.error(
             "stored images unreadable", exc_info=exc, extra={"transaction_id": transaction.id}
         )
-        raise ApiError("stored_data_unreadable", lang=lang, transaction_id=transaction.id) from exc
+        raise StoredDataUnreadable() from exc
     if not images:
-        raise ApiError("images_not_stored", lang=lang, transaction_id=transaction.id)
+        raise ImagesNotStored()
     answer: dict[str, Any] = {"transaction_id": transaction.id}
     for image in images:
         answer[IMAGE_FIELDS[image.role]] = base64.b64encode(image.data).decode("ascii")
     if transaction.reference_transaction_id is not None:
         answer["reference_transaction_id"] = transaction.reference_transaction_id
     return answer
+
+
+class TransactionQueries:
+    """The two read endpoints' use cases, built once at start-up."""
+
+    def __init__(self, *, vault: Vault, sessions: Callable[[], Session]) -> None:
+        self.vault = vault
+        self.sessions = sessions
+
+    def inquire(
+        self, *, token: TokenRef, fields: Mapping[str, Any], call: CallRecord
+    ) -> SealedAnswer:
+        """Transactions by ``transaction_id`` (that one) or ``access_token`` (all made
+        with it), for the caller's bundle (``bundle_key``, the token's own)."""
+        with self.sessions() as session:
+            bundle = own_bundle(session, fields, token)
+            transaction_id = _optional_text(fields, "transaction_id")
+            access_token = _optional_text(fields, "access_token")
+            if transaction_id is None and access_token is None:
+                raise MissingField("transaction_id")
+            if transaction_id is not None and access_token is not None:
+                raise InquiryConflictingFields()
+            # Checked before any data is read, so a missing key costs nothing.
+            public_key = self._public_key(session, token.organisation_id)
+            answer = inquire(
+                session,
+                organisation_id=token.organisation_id,
+                transaction_id=transaction_id,
+                access_token=access_token,
+            )
+            return self._sealed(session, bundle, public_key, answer)
+
+    def fetch_images(
+        self, *, token: TokenRef, fields: Mapping[str, Any], call: CallRecord
+    ) -> SealedAnswer:
+        """The images of one transaction: ``{"transaction_id", "first_img",
+        "second_img"}`` (base64 of the bytes sent)."""
+        with self.sessions() as session:
+            bundle = own_bundle(session, fields, token)
+            transaction_id = _optional_text(fields, "transaction_id")
+            if transaction_id is None:
+                raise MissingField("transaction_id")
+            public_key = self._public_key(session, token.organisation_id)
+            answer = fetch_images(
+                session,
+                self.vault,
+                organisation_id=token.organisation_id,
+                transaction_id=transaction_id,
+                call=call,
+            )
+            return self._sealed(session, bundle, public_key, answer)
+
+    @staticmethod
+    def _public_key(session: Session, organisation_id: int) -> rsa.RSAPublicKey:
+        """The organisation's registered RSA key, or the error saying there is none."""
+        pem = repository.organisation_public_key_pem(session, organisation_id=organisation_id)
+        if not pem:
+            raise PublicKeyMissing()
+        try:
+            return load_client_public_key(pem)
+        except ClientKeyError as exc:  # registered before validation tightened: same answer
+            raise PublicKeyMissing() from exc
+
+    def _sealed(
+        self, session: Session, bundle: Bundle, public_key: rsa.RSAPublicKey, answer: Any
+    ) -> SealedAnswer:
+        try:
+            if bundle.hmac_secret_ciphertext is None:
+                # Only a bundle made before secrets came with bundles: it gets one now.
+                secret = ensure_bundle_hmac_secret(session, self.vault, bundle)
+                session.commit()
+            else:
+                secret = bundle_hmac_secret(self.vault, bundle)
+        except VaultError as exc:
+            logger.error("bundle HMAC secret unreadable", exc_info=exc)
+            raise StoredDataUnreadable() from exc
+        return SealedAnswer(encrypt_json_for_client(answer, public_key), secret)
 
 
 @dataclass(frozen=True)
@@ -230,11 +271,10 @@ def prepare_images(
     max_bytes: int,
 ) -> PreparedImages:
     """Decode the call's images (``{"first": base64, "second": base64 | None}``) and seal
-    them for ``transaction_id``: the heavy part of storing them, with no lock held.
+    them for ``transaction_id`` (the benches' measure of image storage).
 
     Nothing is stored when the bundle has image storage off. An image whose
-    base64 cannot be decoded is skipped: there are no image bytes to keep, and
-    the engine reports the error to the client.
+    base64 cannot be decoded is skipped: there are no image bytes to keep.
     """
     if not bundle.store_images:
         return PreparedImages(decoded={}, rows=[])
@@ -266,19 +306,3 @@ def record_images(
     )
     session.add_all(prepared.rows)
     return prepared.decoded
-
-
-def signed_for_bundle(
-    session: Session, vault: Vault, bundle: Bundle, content: Any, *, lang: str
-) -> Response:
-    """``content`` as a canonical JSON response with the bundle's ``hmac`` header.
-
-    Creates the bundle's HMAC secret if it has none yet (committed).
-    """
-    try:
-        secret = ensure_bundle_hmac_secret(session, vault, bundle)
-    except VaultError as exc:
-        logger.error("bundle HMAC secret unreadable", exc_info=exc)
-        raise ApiError("stored_data_unreadable", lang=lang) from exc
-    session.commit()
-    return signed_json_response(content, secret=secret)
