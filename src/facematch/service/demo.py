@@ -28,7 +28,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -47,8 +46,6 @@ from facematch.store import repository, security
 from facematch.store.models import (
     Application,
     Bundle,
-    Organisation,
-    Transaction,
     User,
 )
 from facematch.store.sealed import ensure_bundle_hmac_secret
@@ -90,14 +87,14 @@ class DemoParts:
 
 
 def _existing(session: Session) -> DemoParts | None:
-    org = session.scalar(select(Organisation).where(Organisation.name == DEMO_ORGANISATION))
+    org = repository.find_organisation(session, name=DEMO_ORGANISATION)
     if org is None:
         return None
-    user = session.scalar(select(User).where(User.username == DEMO_USERNAME))
-    app = session.scalar(select(Application).where(Application.organisation_id == org.id))
+    user = repository.find_user(session, username=DEMO_USERNAME)
+    app = repository.first_application(session, organisation_id=org.id)
     if user is None or app is None:
         return None
-    bundle = session.get(Bundle, app.bundle_id)
+    bundle = repository.get_bundle(session, bundle_id=app.bundle_id)
     return DemoParts(user, app, bundle) if bundle is not None else None
 
 
@@ -148,7 +145,7 @@ def _session(session: Session, vault: Vault, refresh_lifetime_s: int) -> dict[st
 
 def _boxes(session: Session, token: str, transaction_id: str) -> dict[str, Any]:
     found = repository.find_token(session, access_token=token)
-    transaction = session.get(Transaction, transaction_id)
+    transaction = repository.get_transaction(session, transaction_id=transaction_id)
     if found is None or transaction is None or transaction.token_id != found.id:
         raise TransactionNotFound()
     return {"first": transaction.first_box, "second": transaction.second_box}

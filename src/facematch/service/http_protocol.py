@@ -88,7 +88,7 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
 
     limits: ConnectionLimits | None = None  # tests set their own; else from settings
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         disable_nagle(transport)
         limits = self.limits or connection_limits()
         self._limits = limits

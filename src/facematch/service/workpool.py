@@ -33,11 +33,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from facematch.service.errors import DeadlineExceeded, Overloaded
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 __all__ = [
@@ -187,8 +186,8 @@ class WorkPool:
         ticket: Ticket,
         deadline: float | None,
         submitted: float,
-        fn: Callable[P, T],
-        *args: P.args,
+        fn: Callable[..., T],
+        *args: object,
     ) -> T:
         # Runs on a pool thread. A job whose caller already gave up is skipped.
         if deadline is not None and time.monotonic() >= deadline:
@@ -297,7 +296,7 @@ class BoundPool:
         return await self.pool.run(fn, *args, deadline=self.deadline, ticket=self.ticket)
 
 
-def _swallow(fut: asyncio.Future[object]) -> None:
+def _swallow(fut: asyncio.Future[Any]) -> None:
     # Retrieve the exception of an abandoned job so asyncio does not log it.
     with contextlib.suppress(BaseException):
         fut.exception()

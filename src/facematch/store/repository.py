@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -80,6 +81,10 @@ def get_organisation(session: Session, *, name: str) -> Organisation:
     return organisation
 
 
+def find_organisation(session: Session, *, name: str) -> Organisation | None:
+    return session.scalar(select(Organisation).where(Organisation.name == name))
+
+
 def create_user(
     session: Session, *, organisation: Organisation, username: str, password: str
 ) -> User:
@@ -101,6 +106,10 @@ def get_user(session: Session, *, username: str) -> User:
     if user is None:
         raise NotFoundError(f"no user named {username!r}")
     return user
+
+
+def find_user(session: Session, *, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
 
 
 def get_active_user(session: Session, *, user_id: int) -> User | None:
@@ -208,6 +217,7 @@ def recharge_bundle(
     if [add is not None, set_to is not None, unlimited].count(True) != 1:
         raise ValueError("give exactly one of add, set_to, unlimited")
     bundle = get_bundle(session, bundle_id=bundle_id)
+    values: dict[str, Any]
     if unlimited:
         values = {"quota_remaining": None}
     elif set_to is not None:
@@ -260,6 +270,13 @@ def create_application(
     session.add(application)
     session.flush()
     return application, secret
+
+
+def first_application(session: Session, *, organisation_id: int) -> Application | None:
+    """One OAuth application of the organisation (the demo's only one)."""
+    return session.scalar(
+        select(Application).where(Application.organisation_id == organisation_id).limit(1)
+    )
 
 
 def deactivate_application(session: Session, *, client_id: str) -> tuple[Application, int]:
@@ -543,6 +560,10 @@ def find_reference_transaction(
             Transaction.images_purged_at.is_(None),
         )
     )
+
+
+def get_transaction(session: Session, *, transaction_id: str) -> Transaction | None:
+    return session.get(Transaction, transaction_id)
 
 
 def find_own_transaction(

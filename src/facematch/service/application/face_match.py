@@ -76,7 +76,14 @@ from facematch.service.errors import (
 from facematch.service.schemas import FaceMatchRequest
 from facematch.service.workpool import BoundPool
 from facematch.store import repository
-from facematch.store.models import ERROR, FACE_MATCH, SUCCESS, Bundle, new_transaction_id, utcnow
+from facematch.store.models import (
+    FACE_MATCH,
+    IMAGE_ROLES,
+    Bundle,
+    Outcome,
+    new_transaction_id,
+    utcnow,
+)
 from facematch.store.sealed import (
     bundle_hmac_secret,
     ensure_bundle_hmac_secret,
@@ -90,7 +97,6 @@ from facematch.store.views import TokenRef
 logger = logging.getLogger("facematch.service.matching")
 
 CONFIDENCE_DECIMALS = 4
-IMAGE_ROLES = ("first", "second")
 
 
 @dataclass(frozen=True)
@@ -387,7 +393,7 @@ class FaceMatchService:
         repository.finish_transaction(
             session,
             transaction_id=transaction_id,
-            outcome=ERROR,
+            outcome=Outcome.ERROR,
             processing_ms=0.0,
             error_code=entry_for(ReferenceNotFound()).code,
         )
@@ -431,7 +437,9 @@ class FaceMatchService:
         # Refused before the engine ran: no processing time.
         ms = 0.0 if isinstance(exc, ReferenceModelMismatch | Overloaded) else elapsed_ms
         code = entry.code
-        self._finish(opened.transaction_id, outcome=ERROR, processing_ms=ms, error_code=code)
+        self._finish(
+            opened.transaction_id, outcome=Outcome.ERROR, processing_ms=ms, error_code=code
+        )
 
     def _record_success(
         self, opened: _Opened, result: MatchResult, confidence: float, elapsed_ms: float
@@ -450,7 +458,7 @@ class FaceMatchService:
             embedding = seal_reference_embedding(self.vault, opened.transaction_id, embedding)
         self._finish(
             opened.transaction_id,
-            outcome=SUCCESS,
+            outcome=Outcome.SUCCESS,
             processing_ms=elapsed_ms,
             is_similar=bool(result.is_similar),
             confidence=confidence,

@@ -42,7 +42,7 @@ from facematch.service.errors import (
     TransactionNotFound,
 )
 from facematch.store import repository
-from facematch.store.models import Bundle, Transaction, TransactionImage
+from facematch.store.models import Bundle, ImageRole, Outcome, Transaction, TransactionImage
 from facematch.store.sealed import (
     bundle_hmac_secret,
     ensure_bundle_hmac_secret,
@@ -55,7 +55,7 @@ from facematch.store.views import TokenRef, TransactionView, transaction_views
 logger = logging.getLogger(__name__)
 
 # The images come back under the request field names of the face-match call.
-IMAGE_FIELDS = {"first": "first_img", "second": "second_img"}
+IMAGE_FIELDS: dict[str, str] = {ImageRole.FIRST: "first_img", ImageRole.SECOND: "second_img"}
 MAX_TEXT_FIELD_CHARS = 200
 
 
@@ -76,7 +76,7 @@ def iso_utc(moment: datetime | None) -> str | None:
 
 def _public(view: TransactionView) -> dict[str, Any]:
     result = None
-    if view.outcome == "success" and view.is_similar is not None:
+    if view.outcome == Outcome.SUCCESS and view.is_similar is not None:
         result = {"is_similar": view.is_similar, "confidence": view.confidence}
     return {
         "transaction_id": view.id,
