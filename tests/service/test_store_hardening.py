@@ -26,7 +26,7 @@ from sqlalchemy import event, select, text, update
 
 from facematch.service.app import create_app
 from facematch.service.application.calls import CallRecord
-from facematch.service.retention_task import purge_once
+from facematch.service.runtime.retention_task import purge_once
 from facematch.store import repository
 from facematch.store.db import session_scope
 from facematch.store.models import AccessToken, Bundle, Transaction, utcnow

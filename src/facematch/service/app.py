@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -27,30 +27,26 @@ from starlette.concurrency import run_in_threadpool
 
 from facematch import __version__
 from facematch.engine.protocols import Matcher
+from facematch.service.api.demo import install_demo
+from facematch.service.api.docs_pages import install_offline_docs
 from facematch.service.api.errors import install_error_handler
+from facematch.service.api.openapi import install_openapi
+from facematch.service.api.routes import face_match, token, transactions
+from facematch.service.api.routes.health import router as ops_router
 from facematch.service.application.face_match import FaceMatchService
 from facematch.service.application.services import Services
 from facematch.service.application.tokens import TokenService
 from facematch.service.application.transactions import TransactionQueries
-from facematch.service.body_limit import BodyLimitMiddleware
-from facematch.service.demo import install_demo
-from facematch.service.docs_pages import install_offline_docs
-from facematch.service.logging import RequestIdMiddleware
-from facematch.service.metrics import MetricsMiddleware, ServiceMetrics
-from facematch.service.openapi import install_openapi
-from facematch.service.retention_task import start_purge_task, stop_purge_task
-from facematch.service.routes import face_match, token, transactions
-from facematch.service.routes.health import Readiness, blocking_check
-from facematch.service.routes.health import router as ops_router
-from facematch.service.serving import (
-    DeadlineMiddleware,
-    InstrumentedMatcher,
-    database_probe,
-    metrics_access,
-)
-from facematch.service.workpool import WorkPool, default_threads
+from facematch.service.runtime.body_limit import BodyLimitMiddleware
+from facematch.service.runtime.logging import RequestIdMiddleware
+from facematch.service.runtime.metrics import MetricsMiddleware, ServiceMetrics
+from facematch.service.runtime.readiness import MetricsAccess, Readiness, blocking_check
+from facematch.service.runtime.retention_task import start_purge_task, stop_purge_task
+from facematch.service.runtime.serving import DeadlineMiddleware, InstrumentedMatcher
+from facematch.service.runtime.workpool import WorkPool, default_threads
 from facematch.settings import Settings, get_settings
 from facematch.store import db
+from facematch.store.db import ping
 from facematch.store.vault import Vault, vault_from_settings
 
 if TYPE_CHECKING:
@@ -207,6 +203,7 @@ def build_services(
 
     return Services(
         settings=settings,
+        sessions=sessions,
         vault=vault,
         matcher=matcher,
         pool=pool,
@@ -223,6 +220,23 @@ def build_services(
     )
 
 
+def database_probe(app: FastAPI) -> Callable[[], None]:
+    """A trivial query through the app's session factory."""
+
+    def probe() -> None:
+        with app.state.session_factory() as session:
+            ping(session)
+
+    return probe
+
+
+def metrics_access(settings: Settings) -> MetricsAccess:
+    """``/metrics`` behind its token when one is set; else open only in development."""
+    if settings.metrics_token is not None:
+        return MetricsAccess(enabled=True, token=settings.metrics_token.get_secret_value())
+    return MetricsAccess(enabled=settings.environment == "development")
+
+
 def app_factory() -> FastAPI:
     """Entry point for ``uvicorn --factory`` (settings from the environment)."""
     return create_app(get_settings())
@@ -234,8 +248,8 @@ def worker_app() -> FastAPI:
     Logging is configured here, in the worker, because worker processes are
     spawned fresh and inherit no logging setup from the supervisor.
     """
-    from facematch.service.logging import configure_logging
-    from facematch.service.malloc_arenas import limit_malloc_arenas
+    from facematch.service.runtime.logging import configure_logging
+    from facematch.service.runtime.malloc_arenas import limit_malloc_arenas
 
     settings = get_settings()
     configure_logging(settings.log_level, json_format=settings.log_format == "json")

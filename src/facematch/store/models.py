@@ -1,7 +1,7 @@
 """Table models (SQLAlchemy 2.0 typed declarative).
 
 These classes hold hashes, ciphertexts and embeddings; they are never returned
-by the HTTP layer directly (see :mod:`facematch.service.schemas`).
+by the HTTP layer directly (see :mod:`facematch.service.api.schemas`).
 
 Ownership: an ``Organisation`` (a client company) owns users, bundles and OAuth
 applications. Each application belongs to one bundle: tokens issued through it

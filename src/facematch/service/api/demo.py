@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from facematch.service.auth import bearer_token
+from facematch.service.api.deps import ServicesDep, bearer_token
 from facematch.service.errors import (
     InternalError,
     InvalidField,
@@ -161,19 +161,16 @@ async def page() -> FileResponse:
 
 
 @router.post("/session")
-async def demo_session(request: Request) -> JSONResponse:
-    state = request.app.state
-    settings: Settings = state.settings
-
+async def demo_session(services: ServicesDep) -> JSONResponse:
     def work() -> dict[str, Any]:
-        with state.session_factory() as session:
-            return _session(session, state.vault, settings.refresh_token_lifetime_s)
+        with services.sessions() as session:
+            return _session(session, services.vault, services.settings.refresh_token_lifetime_s)
 
     return JSONResponse(await run_in_threadpool(work), headers=NO_STORE)
 
 
 @router.post("/boxes")
-async def demo_boxes(request: Request) -> JSONResponse:
+async def demo_boxes(request: Request, services: ServicesDep) -> JSONResponse:
     token = bearer_token(request)
     if token is None:
         raise TokenMissing()
@@ -184,10 +181,9 @@ async def demo_boxes(request: Request) -> JSONResponse:
     transaction_id = body.get("transaction_id") if isinstance(body, dict) else None
     if not isinstance(transaction_id, str) or not 0 < len(transaction_id) <= MAX_TRANSACTION_ID:
         raise InvalidField("transaction_id")
-    state = request.app.state
 
     def work() -> dict[str, Any]:
-        with state.session_factory() as session:
+        with services.sessions() as session:
             return _boxes(session, token, transaction_id)
 
     return JSONResponse(await run_in_threadpool(work), headers=NO_STORE)

@@ -31,9 +31,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from facematch.service.api.json_body import InvalidJsonError, parse_json_object
 from facematch.service.application.calls import CallRecord
 from facematch.service.application.services import Services
-from facematch.service.body_limit import declared_length
 from facematch.service.errors import (
     DEFAULT_LANG,
     LANGS,
@@ -43,8 +43,8 @@ from facematch.service.errors import (
     TokenMissing,
     UnsupportedMediaType,
 )
-from facematch.service.json_body import InvalidJsonError, parse_json_object
-from facematch.service.workpool import BoundPool
+from facematch.service.runtime.body_limit import declared_length
+from facematch.service.runtime.workpool import BoundPool
 from facematch.store.views import TokenRef
 
 JSON_MEDIA_TYPES = ("application/json",)

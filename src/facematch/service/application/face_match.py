@@ -55,6 +55,7 @@ from facematch.engine.images import decode_base64
 from facematch.engine.protocols import Matcher
 from facematch.engine.types import MatchResult
 from facematch.service.application.calls import CallRecord
+from facematch.service.application.requests import FaceMatchRequest
 from facematch.service.errors import (
     BundleInvalid,
     ConflictingFields,
@@ -73,8 +74,7 @@ from facematch.service.errors import (
     TrialsExhausted,
     entry_for,
 )
-from facematch.service.schemas import FaceMatchRequest
-from facematch.service.workpool import BoundPool
+from facematch.service.runtime.workpool import BoundPool
 from facematch.store import repository
 from facematch.store.models import (
     FACE_MATCH,
@@ -94,7 +94,7 @@ from facematch.store.sealed import (
 from facematch.store.vault import Vault, VaultError
 from facematch.store.views import TokenRef
 
-logger = logging.getLogger("facematch.service.matching")
+logger = logging.getLogger("facematch.service.application.face_match")
 
 CONFIDENCE_DECIMALS = 4
 

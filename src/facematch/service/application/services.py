@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
 
 from facematch.engine.protocols import Matcher
 from facematch.service.application.face_match import FaceMatchService
 from facematch.service.application.tokens import TokenService
 from facematch.service.application.transactions import TransactionQueries
-from facematch.service.workpool import WorkPool
+from facematch.service.runtime.workpool import WorkPool
 from facematch.settings import Settings
 from facematch.store.vault import Vault
 
@@ -18,6 +21,7 @@ class Services:
     """What the routes may use: settings, the shared parts and the use cases."""
 
     settings: Settings
+    sessions: Callable[[], Session]
     vault: Vault
     matcher: Matcher
     pool: WorkPool

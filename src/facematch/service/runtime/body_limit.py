@@ -7,7 +7,7 @@ A ``Content-Length`` over the limit is refused at once, unread. Otherwise the
 body reaches the app as it arrives, counted chunk by chunk, and reading past
 the limit raises the catalogue's 413 (chunked uploads have no
 ``Content-Length``). Nothing is buffered here: a route that refuses a request
-from its headers (see :mod:`facematch.service.auth`) never reads the body at
+from its headers (see :mod:`facematch.service.api.deps`) never reads the body at
 all. Refusals are in English (the body was never parsed, so ``lang`` is
 unknown) and close the connection rather than drain the rest of the body.
 """

@@ -6,7 +6,6 @@
   backstop a few seconds later cuts off a request stuck anywhere else;
 * :class:`InstrumentedMatcher` — the app's matcher, counting faces found and
   image outcomes for ``/metrics``;
-* :func:`metrics_access` and :func:`database_probe` for ``/metrics`` and ``/readyz``.
 """
 
 from __future__ import annotations
@@ -14,27 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 import numpy as np
-from fastapi import FastAPI
 
 from facematch.engine.errors import EngineError
 from facematch.engine.protocols import Matcher
 from facematch.engine.types import MatchResult
 from facematch.service.errors import DeadlineExceeded, error_reply
-from facematch.service.metrics import ServiceMetrics
-from facematch.service.routes.health import MetricsAccess
 from facematch.service.runtime.asgi import ASGIApp, Message, Receive, Scope, Send, send_error
-from facematch.settings import Settings
-from facematch.store.db import ping
+from facematch.service.runtime.metrics import ServiceMetrics
 
 # A request stuck this long past its deadline (outside the pool: database, I/O) is cut off.
 HARD_TIMEOUT_GRACE_S = 5.0
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DeadlineMiddleware", "InstrumentedMatcher", "database_probe", "metrics_access"]
+__all__ = ["DeadlineMiddleware", "InstrumentedMatcher"]
 
 
 class DeadlineMiddleware:
@@ -113,20 +107,3 @@ class InstrumentedMatcher:
             raise
         self._metrics.observe_image("ok", faces=1)
         return result
-
-
-def database_probe(app: FastAPI) -> Callable[[], None]:
-    """A trivial query through the app's session factory."""
-
-    def probe() -> None:
-        with app.state.session_factory() as session:
-            ping(session)
-
-    return probe
-
-
-def metrics_access(settings: Settings) -> MetricsAccess:
-    """``/metrics`` behind its token when one is set; else open only in development."""
-    if settings.metrics_token is not None:
-        return MetricsAccess(enabled=True, token=settings.metrics_token.get_secret_value())
-    return MetricsAccess(enabled=settings.environment == "development")

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from facematch.service.auth import (
+from facematch.service.api.deps import (
     CallDep,
     EngineCapacity,
     PresentedToken,
@@ -19,7 +19,7 @@ from facematch.service.auth import (
     ServiceBodyDep,
     ServicesDep,
 )
-from facematch.service.schemas import (
+from facematch.service.api.schemas import (
     ErrorResponse,
     FaceMatchRequest,
     FaceMatchRequestV11,

@@ -7,7 +7,7 @@ an HTTP Basic ``Authorization`` header. Errors use the OAuth shape
 
 Guessing is throttled before any password is checked: a client address, or a
 username, with too many recent failures gets 429 ``slow_down`` with
-``Retry-After`` (:mod:`facematch.service.throttle`). The decision depends only on
+``Retry-After`` (:mod:`facematch.service.runtime.throttle`). The decision depends only on
 what was sent and on earlier failures, never on whether the username exists,
 and an unknown username costs one scrypt check like a wrong password.
 """
@@ -26,7 +26,8 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from facematch.service.auth import ServicesDep
+from facematch.service.api.deps import ServicesDep
+from facematch.service.api.schemas import OAuthErrorResponse, TokenResponse
 from facematch.service.errors import (
     DEFAULT_LANG,
     LANGS,
@@ -37,8 +38,7 @@ from facematch.service.errors import (
     OAuthRefusal,
     OAuthSlowDown,
 )
-from facematch.service.schemas import OAuthErrorResponse, TokenResponse
-from facematch.service.throttle import FailureThrottle
+from facematch.service.runtime.throttle import FailureThrottle
 from facematch.settings import Settings
 
 router = APIRouter(tags=["authentication"])

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from facematch.service.auth import CallDep, LiveToken, ServiceBodyDep, ServicesDep
+from facematch.service.api.deps import CallDep, LiveToken, ServiceBodyDep, ServicesDep
 from facematch.service.signing import signed_json_response
 
 router = APIRouter(tags=["transactions"])
