@@ -38,7 +38,7 @@ from facematch.service.errors import (
     error_reply,
 )
 
-logger = logging.getLogger("facematch.service.app")
+logger = logging.getLogger(__name__)
 
 # The classes the handler is installed for: the two trees and the foreign roots.
 HANDLED: tuple[type[Exception], ...] = (

@@ -94,7 +94,7 @@ from facematch.store.sealed import (
 from facematch.store.vault import Vault, VaultError
 from facematch.store.views import TokenRef
 
-logger = logging.getLogger("facematch.service.application.face_match")
+logger = logging.getLogger(__name__)
 
 CONFIDENCE_DECIMALS = 4
 
