@@ -845,15 +845,13 @@ _STATUS_ERRORS: dict[int, type[ServiceError]] = {
     405: MethodNotAllowed,
     413: BodyTooLarge,
     415: UnsupportedMediaType,
-    429: Overloaded,
+    429: CapacityExceeded,  # answered as overloaded, with no Retry-After of our own
 }
 
 
 def error_for_status(status: int) -> ServiceError:
     """The error answering a bare HTTP status (framework errors); 5xx → internal_error."""
     cls = _STATUS_ERRORS.get(status)
-    if cls is Overloaded:
-        return Overloaded(retry_after_s=1)
     if cls is not None:
         return cls()
     return BadRequest() if 400 <= status < 500 else InternalError()

@@ -45,10 +45,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from facematch.engine.errors import EngineError
 from facematch.engine.images import decode_base64
@@ -220,13 +220,13 @@ class FaceMatchService:
     ) -> MatchOutcome:
         """Run one face-match call (module docstring); raises the service's and the
         engine's errors, with ``call`` telling what the call has cost."""
-        opened = await run_in_threadpool(self._open, token, body, wrapped, call)
+        opened = await anyio.to_thread.run_sync(self._open, token, body, wrapped, call)
         start = time.perf_counter()
         try:
             result = await self._run(opened, pool)
         except Exception as exc:
             ms = (time.perf_counter() - start) * 1000.0
-            await run_in_threadpool(self._record_error, opened, exc, ms, request_id)
+            await anyio.to_thread.run_sync(self._record_error, opened, exc, ms, request_id)
             if isinstance(exc, EngineError):
                 _name_field(exc, variant=opened.reference is not None)
                 raise
@@ -237,7 +237,7 @@ class FaceMatchService:
             raise InternalError() from exc
         ms = (time.perf_counter() - start) * 1000.0
         confidence = reported_confidence(result.confidence)
-        await run_in_threadpool(self._record_success, opened, result, confidence, ms)
+        await anyio.to_thread.run_sync(self._record_success, opened, result, confidence, ms)
         logger.info(
             "face match",
             extra={
