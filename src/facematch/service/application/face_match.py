@@ -81,6 +81,7 @@ from facematch.store.models import (
     IMAGE_ROLES,
     Bundle,
     Outcome,
+    TransactionImage,
     new_transaction_id,
     utcnow,
 )
@@ -115,6 +116,18 @@ class _Reference:
     transaction_id: str
     model_id: str
     embedding: bytes
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What step 1 found, for step 2 to write."""
+
+    bundle: Bundle
+    reference_id: str | None
+    reference: _Reference | None
+    images: dict[str, bytes | EngineError]  # by role: the bytes, or why they did not decode
+    sealed: list[TransactionImage]  # the images encrypted for storage (none if not kept)
+    hmac_secret: str | None  # None: the bundle has none yet
 
 
 @dataclass(frozen=True)
@@ -261,68 +274,90 @@ class FaceMatchService:
     ) -> _Opened:
         transaction_id = new_transaction_id()
         with self.sessions() as session:
-            refusal: ServiceError | None = None
-            bundle: Bundle | None = None
-            reference_id: str | None = None
-            reference: _Reference | None = None
-            images: dict[str, bytes | EngineError] = {}
-            sealed: list[Any] = []
+            checked: _Checked | ServiceError | None = None
+            # A token already used up or expired is refused below without the work.
             if token.trials_remaining > 0 and token.expires_at > utcnow():
                 try:
-                    fields = request_fields(body, wrapped=wrapped)
-                    bundle = own_bundle(session, fields, token)
-                    request = parse_request(fields)
-                    if FACE_MATCH not in (bundle.enabled_services or []):
-                        raise ServiceNotEnabled()
-                    # A plain read: the UPDATE below stays the authority when several
-                    # calls race for the last units.
-                    if bundle.quota_remaining is not None and bundle.quota_remaining <= 0:
-                        raise QuotaExhausted()
-                    reference_id = request.transaction_id
-                    if reference_id is not None:
-                        reference = self._reference(session, reference_id, token)
-                    images = self._decode(request.first_img, request.second_img)
-                    if bundle.store_images:
-                        # Encrypted copies for fetch-images (docs/transactions.md), kept
-                        # before the engine runs so failed calls keep them for audit.
-                        decoded = {k: v for k, v in images.items() if isinstance(v, bytes)}
-                        sealed = seal_transaction_images(
-                            self.vault, transaction_id=transaction_id, images=decoded
-                        )
+                    checked = self._check(session, token, body, wrapped, transaction_id)
                 except ServiceError as exc:
-                    refusal = exc
+                    checked = exc
             # The first write: the trial. Nothing is locked before this point.
             remaining = repository.consume_trial(session, token_id=token.id, now=utcnow())
             if remaining is None:
                 session.rollback()
                 raise self._token_refusal(session, token, call)
             call.trials_remaining = remaining
-            if refusal is not None or bundle is None:
+            if not isinstance(checked, _Checked):
                 session.commit()  # the trial is spent on a refused call too
-                raise refusal or InternalError()
-            if reference_id is not None and reference is None:
-                self._record_missing_reference(session, transaction_id, token, bundle)
+                raise checked or InternalError("trial taken from a token seen used up")
+            if checked.reference_id is not None and checked.reference is None:
+                self._record_missing_reference(session, transaction_id, token, checked.bundle)
                 call.transaction_id = transaction_id
                 raise ReferenceNotFound(field="transaction_id")
             repository.create_transaction(
                 session,
                 token=token,
-                bundle_id=bundle.id,
+                bundle_id=checked.bundle.id,
                 service=FACE_MATCH,
                 transaction_id=transaction_id,
-                reference_transaction_id=reference.transaction_id if reference else None,
+                reference_transaction_id=(
+                    checked.reference.transaction_id if checked.reference else None
+                ),
             )
-            if sealed:
-                session.add_all(sealed)
+            if checked.sealed:
+                session.add_all(checked.sealed)
                 session.flush()
-            secret = self._hmac_secret(session, bundle)
-            if not self._take_quota(session, bundle):
+            secret = checked.hmac_secret
+            if secret is None:
+                # A bundle made before secrets came with bundles: it gets one in this
+                # commit, so the response path never writes.
+                secret = ensure_bundle_hmac_secret(session, self.vault, checked.bundle)
+            if not self._take_quota(session, checked.bundle):
                 repository.discard_transaction(session, transaction_id=transaction_id)
                 session.commit()
                 raise QuotaExhausted()
             session.commit()
         call.transaction_id = transaction_id
-        return _Opened(transaction_id, reference, images, secret, remaining)
+        return _Opened(transaction_id, checked.reference, checked.images, secret, remaining)
+
+    def _check(
+        self,
+        session: Session,
+        token: TokenRef,
+        body: Mapping[str, Any],
+        wrapped: bool,
+        transaction_id: str,
+    ) -> _Checked:
+        """Step 1: everything that only reads or computes, in the order of the answers."""
+        fields = request_fields(body, wrapped=wrapped)
+        bundle = own_bundle(session, fields, token)
+        request = parse_request(fields)
+        if FACE_MATCH not in (bundle.enabled_services or []):
+            raise ServiceNotEnabled()
+        # A plain read: the UPDATE of the opening commit stays the authority when
+        # several calls race for the last units.
+        if bundle.quota_remaining is not None and bundle.quota_remaining <= 0:
+            raise QuotaExhausted()
+        reference = None
+        if request.transaction_id is not None:
+            reference = self._reference(session, request.transaction_id, token)
+        images = self._decode(request.first_img, request.second_img)
+        sealed: list[TransactionImage] = []
+        if bundle.store_images:
+            # Encrypted copies for fetch-images (docs/transactions.md), kept before the
+            # engine runs so that failed calls keep their images for audit too.
+            decoded = {role: data for role, data in images.items() if isinstance(data, bytes)}
+            sealed = seal_transaction_images(
+                self.vault, transaction_id=transaction_id, images=decoded
+            )
+        return _Checked(
+            bundle=bundle,
+            reference_id=request.transaction_id,
+            reference=reference,
+            images=images,
+            sealed=sealed,
+            hmac_secret=self._hmac_secret(bundle),
+        )
 
     def _token_refusal(self, session: Session, token: TokenRef, call: CallRecord) -> ServiceError:
         row = repository.get_token(session, token_id=token.id)
@@ -361,12 +396,11 @@ class FaceMatchService:
                 images[role] = exc
         return images
 
-    def _hmac_secret(self, session: Session, bundle: Bundle) -> str:
+    def _hmac_secret(self, bundle: Bundle) -> str | None:
+        """The bundle's secret to sign the answer with; None when it has none yet."""
+        if bundle.hmac_secret_ciphertext is None:
+            return None
         try:
-            if bundle.hmac_secret_ciphertext is None:
-                # A bundle made before secrets came with bundles: it gets one in this
-                # commit, so the response path never writes.
-                return ensure_bundle_hmac_secret(session, self.vault, bundle)
             return bundle_hmac_secret(self.vault, bundle)
         except VaultError as exc:
             logger.error("bundle HMAC secret unreadable", exc_info=exc)
