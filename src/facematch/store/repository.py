@@ -32,7 +32,8 @@ from facematch.store.models import (
     new_transaction_id,
     utcnow,
 )
-from facematch.store.vault import key_id_of
+from facematch.store.sealed import new_hmac_secret, seal_bundle_hmac_secret
+from facematch.store.vault import Vault, key_id_of
 from facematch.store.views import TokenRef
 
 DEFAULT_SCOPE = "read write"
@@ -159,8 +160,13 @@ def create_bundle(
     token_lifetime_s: int = 600,
     store_images: bool = True,
     retention_days: int = 30,
+    vault: Vault | None = None,
 ) -> tuple[Bundle, str]:
-    """A new bundle and its key (the key is shown once; only its digest is stored)."""
+    """A new bundle and its key (the key is shown once; only its digest is stored).
+
+    With ``vault`` the bundle gets its HMAC secret now, sealed under the image keys;
+    a bundle made without one gets it in the opening commit of its first face match.
+    """
     key = security.new_bundle_key()
     bundle = Bundle(
         organisation_id=organisation.id,
@@ -176,6 +182,9 @@ def create_bundle(
     )
     session.add(bundle)
     session.flush()
+    if vault is not None:
+        seal_bundle_hmac_secret(vault, bundle, new_hmac_secret())
+        session.flush()
     return bundle, key
 
 

@@ -105,7 +105,11 @@ def _create(session: Session, vault: Vault) -> None:
         session, organisation=org, username=DEMO_USERNAME, password=secrets.token_urlsafe(32)
     )
     bundle, _ = repository.create_bundle(
-        session, organisation=org, token_trials=DEMO_TOKEN_TRIALS, store_images=False
+        session,
+        organisation=org,
+        token_trials=DEMO_TOKEN_TRIALS,
+        store_images=False,
+        vault=vault,
     )
     repository.create_application(session, organisation=org, bundle=bundle, name="demo page")
     key = _bundle_key(ensure_bundle_hmac_secret(session, vault, bundle))
