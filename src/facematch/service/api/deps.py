@@ -31,13 +31,12 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from facematch.service.api.json_body import InvalidJsonError, parse_json_object
+from facematch.service.api.json_body import parse_json_object
 from facematch.service.application.calls import CallRecord
 from facematch.service.application.services import Services
 from facematch.service.errors import (
     DEFAULT_LANG,
     LANGS,
-    InvalidJson,
     InvalidLang,
     ServiceError,
     TokenMissing,
@@ -152,13 +151,10 @@ async def service_body(request: Request, services: ServicesDep) -> ServiceBody:
     if declared is None or declared > PEEK_BODY_BYTES:
         await run_in_threadpool(_require_live_token, request, services)
     raw = await request.body()
-    try:
-        if len(raw) > OFF_LOOP_PARSE_BYTES:
-            data = await run_in_threadpool(parse_json_object, raw)
-        else:
-            data = parse_json_object(raw)
-    except InvalidJsonError as exc:
-        raise InvalidJson() from exc
+    if len(raw) > OFF_LOOP_PARSE_BYTES:
+        data = await run_in_threadpool(parse_json_object, raw)
+    else:
+        data = parse_json_object(raw)  # InvalidJsonError is an error of the tree
     lang = _lang_of(data)
     request.state.lang = lang
     return ServiceBody(data=data, lang=lang)
