@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from facematch.cli import cli
-from facematch.commands.engine import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME, _fit
-from facematch.engine.lfw import parse_pairs
+from facematch.commands.engine import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME
 from facematch.settings import get_settings
 from tests.conftest import lfw_image
 
@@ -112,6 +112,11 @@ def test_eval_lfw_on_a_small_folded_file(lfw_root: Path, runner: CliRunner, tmp_
     assert text.exit_code == 0
     assert "10-fold accuracy: 1.0000" in text.stdout
     assert "images with no face: 0" in text.stdout
+    # The diagnostic without the one-face rule is an evaluation variant of its own.
+    both = runner.invoke(cli, [*args, "--cache", str(cache), "--largest-face"])
+    assert both.exit_code == 0, both.output
+    names = [r["pipeline"] for r in json.loads(both.stdout)["reports"]]
+    assert names == ["engine", "engine (largest face)"]
 
 
 def test_eval_lfw_refuses_a_bad_pairs_file(
@@ -134,25 +139,49 @@ def test_calibrate_needs_enough_impostors(runner: CliRunner, tmp_path: Path) -> 
     assert "no images" in result.stderr
 
 
-def test_fit_builds_a_complete_calibration() -> None:
-    # 600 synthetic "people" with 2 images each: close pairs within, far between.
-    rng = np.random.default_rng(3)
-    centres = rng.normal(size=(600, 128)) * 0.06
-    results = {}
-    for i, centre in enumerate(centres):
+def test_calibrate_writes_to_the_data_dir_and_the_engine_reads_it_when_told(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facematch.engine.matcher import FaceMatcher
+    from facematch.engine.scoring import calibration_resource, load_calibration
+    from facematch.evaluation.lfw import DescriptorCache
+
+    # 600 synthetic people of 2 images: descriptors come from the cache, so the
+    # image files are only listed, never read.
+    root, rng = tmp_path / "lfw", np.random.default_rng(5)
+    store = DescriptorCache(tmp_path / "descriptors.npz")
+    for i, centre in enumerate(rng.normal(size=(600, 128)) * 0.06):
+        (root / "images" / f"p{i}").mkdir(parents=True)
         for n in (1, 2):
-            results[(f"p{i}", n)] = (centre + rng.normal(size=128) * 0.02).astype(np.float32)
-    text = "300\n" + "".join(f"p{i} 1 2\n" for i in range(300))
-    text += "".join(f"p{i} 1 p{i + 1} 1\n" for i in range(300))
-    pairs = parse_pairs(text)
-    calibration, summary = _fit(results, pairs, pairs[:10] + pairs[-10:], "dlib-resnet-v1")
-    t = calibration.thresholds_by_fmr
-    assert t["1e-4"] < t["1e-3"] < t["1e-2"]
-    assert calibration.slope < 0
-    assert calibration.confidence(0.1) > 0.9 > 0.1 > calibration.confidence(1.5)
-    assert calibration.metadata["impostors"]["pairs"] == 1200 * 1199 // 2 - 600
-    assert calibration.metadata["check"]["pairs_used"] == 20
-    assert "thresholds: FMR 1e-2" in summary
+            (root / "images" / f"p{i}" / f"p{i}_{n:04d}.jpg").touch()
+            descriptor = (centre + rng.normal(size=128) * 0.02).astype(np.float32)
+            store.entries[f"engine:dlib-resnet-v1+mirror-l2:default|p{i}|{n}"] = descriptor
+    store.save()
+    pairs = root / "pairs.txt"
+    pairs.write_text(
+        "300\n"
+        + "".join(f"p{i} 1 2\n" for i in range(300))
+        + "".join(f"p{i} 1 p{i + 1} 1\n" for i in range(300))
+    )
+    shipped = resources.files("facematch.engine").joinpath(
+        calibration_resource("dlib-resnet-v1+mirror-l2")
+    )
+    before = shipped.read_bytes()
+    monkeypatch.setenv("FACEMATCH_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    args = ["calibrate", "--root", str(root), "--pairs", str(pairs)]
+    result = runner.invoke(cli, [*args, "--cache", str(tmp_path / "descriptors.npz")])
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "data" / "calibration-dlib-resnet-v1+mirror-l2.json"
+    assert f"FACEMATCH_CALIBRATION_FILE={target}" in result.stdout
+    assert shipped.read_bytes() == before  # the package is never written by default
+    written = load_calibration(target)
+    assert written.metadata["fit"]["pairs_used"] == 600
+    assert written != load_calibration(model_id="dlib-resnet-v1+mirror-l2")
+    # The engine keeps the shipped calibration until the setting names the file.
+    monkeypatch.setenv("FACEMATCH_CALIBRATION_FILE", str(target))
+    get_settings.cache_clear()
+    assert FaceMatcher.from_settings(get_settings()).calibration == written
 
 
 def test_eval_kyc_on_a_small_subset(lfw_root: Path, runner: CliRunner, tmp_path: Path) -> None:

@@ -289,13 +289,16 @@ class BlazeFaceDetector:
     onnxruntime sessions may be run from several threads.
     """
 
+    #: The "exactly one visible face" rule is applied; only evaluation's largest-face
+    #: diagnostic (facematch.evaluation.variants) subclasses with False.
+    refuse_multiple_faces = True
+
     def __init__(
         self,
         *,
         alignment: Literal["keypoints", "dlib5"] = ALIGNMENT,
         min_face_px: int = 40,
         visibility: VisibilityRule | None = None,
-        refuse_multiple_faces: bool = True,
         min_score: float = MIN_SCORE,
         accept_score: float = ACCEPT_SCORE,
         stop_score: float = STOP_SCORE,
@@ -319,7 +322,6 @@ class BlazeFaceDetector:
         self.visibility = (
             visibility if visibility is not None else VisibilityRule(min_score=SECONDARY_MIN_SCORE)
         )
-        self.refuse_multiple_faces = refuse_multiple_faces
         self.min_score = min_score
         self.accept_score = accept_score
         self.stop_score = stop_score

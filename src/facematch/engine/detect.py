@@ -219,28 +219,30 @@ class FaceDetector:
     #: How the matcher aligns this detector's faces: dlib's 5-point predictor on the box.
     alignment = "dlib5"
 
+    #: The "exactly one visible face" rule is applied. Evaluation's largest-face
+    #: diagnostic (facematch.evaluation.variants) subclasses with False; verification
+    #: never turns it off, so it is no constructor argument.
+    refuse_multiple_faces = True
+    #: The coarse pass (see the constants). Class attributes, not arguments: other
+    #: values are rejected experiments, reproduced by facematch.evaluation.variants.
+    coarse_work_side_px = COARSE_WORK_SIDE_PX
+    coarse_margin = COARSE_MARGIN
+    coarse_skip_levels = COARSE_SKIP_LEVELS
+
     def __init__(
         self,
         *,
         min_face_px: int = 40,
         max_work_side_px: int = MAX_WORK_SIDE_PX,
         visibility: VisibilityRule | None = None,
-        refuse_multiple_faces: bool = True,
-        coarse_work_side_px: int = COARSE_WORK_SIDE_PX,
-        coarse_margin: float = COARSE_MARGIN,
-        coarse_skip_levels: int = COARSE_SKIP_LEVELS,
     ) -> None:
-        """``refuse_multiple_faces=False`` takes the largest face instead of applying
-        the one-face rule: a diagnostic for evaluations, never for verification.
-        ``coarse_work_side_px`` and ``coarse_margin`` tune the coarse pass (see
-        the constants; bench/stages.py measures a 320 / 1.0 variant with them).
-        ``coarse_margin`` below ``(6/5) ** coarse_skip_levels`` (1 without skipped
+        """A ``coarse_margin`` below ``(6/5) ** coarse_skip_levels`` (1 without skipped
         levels) would make the coarse pass unsound and is refused."""
         if min_face_px <= 0 or max_work_side_px < HOG_WINDOW_PX:
             raise ValueError("min_face_px must be > 0 and max_work_side_px >= 80")
-        if coarse_skip_levels < 0 or coarse_work_side_px < HOG_WINDOW_PX:
+        if self.coarse_skip_levels < 0 or self.coarse_work_side_px < HOG_WINDOW_PX:
             raise ValueError("coarse_skip_levels must be >= 0 and coarse_work_side_px >= 80")
-        if coarse_margin < (PYRAMID_RATE / (PYRAMID_RATE - 1)) ** coarse_skip_levels:
+        if self.coarse_margin < (PYRAMID_RATE / (PYRAMID_RATE - 1)) ** self.coarse_skip_levels:
             raise ValueError(
                 "coarse_margin must be >= (6/5) ** coarse_skip_levels: the faces the coarse "
                 "pass cannot see must be too small to count"
@@ -248,10 +250,7 @@ class FaceDetector:
         self.min_face_px = min_face_px
         self.max_work_side_px = max_work_side_px
         self.visibility = visibility if visibility is not None else VisibilityRule()
-        self.refuse_multiple_faces = refuse_multiple_faces
-        self.coarse_work_side_px = coarse_work_side_px
-        self.coarse_skip_levels = coarse_skip_levels
-        self._coarse_accept_px = coarse_margin * HOG_WINDOW_PX / self.visibility.min_side_ratio
+        self._coarse_accept_px = self.coarse_margin * HOG_WINDOW_PX / self.visibility.min_side_ratio
         self._local = threading.local()
 
     def _dlib_detector(self):  # type: ignore[no-untyped-def]

@@ -89,7 +89,8 @@ class FaceMatcher:
         detector: FaceDetector | BlazeFaceDetector | None = None,
     ) -> FaceMatcher:
         """The matcher ``settings`` describe; ``calibration`` and ``detector``
-        replace the shipped calibration and the detector ``settings.detector`` names."""
+        replace the calibration (``settings.calibration_file``, else the shipped one)
+        and the detector ``settings.detector`` names."""
         embedder = create_embedder(
             settings.embedder,
             cache_dir=settings.cache_dir,
@@ -104,6 +105,8 @@ class FaceMatcher:
         )
         if detector is None:
             detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
+        if calibration is None and settings.calibration_file is not None:
+            calibration = load_calibration(settings.calibration_file)
         return cls(
             embedder=embedder,
             threshold=settings.match_threshold,
