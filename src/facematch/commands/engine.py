@@ -133,7 +133,7 @@ def compare(
     settings = _settings(embedder=embedder, match_threshold=threshold)
     try:
         matcher = _build_matcher(settings)
-        result = matcher.match(first.read_bytes(), second.read_bytes())
+        result = matcher.match(first, second)
     except click.ClickException as exc:
         _fail(str(exc.message), as_json=as_json, kind="ModelError")
     except EngineError as exc:
