@@ -59,8 +59,8 @@ ROTATIONS_DEG = (0, 90, 270, 180)
 #   and two steps, so box rounding cannot flip a face across it (0.7 would
 #   split two-step faces measured as 0.69 and 0.70);
 SECONDARY_FACE_RATIO = 0.75
-# * scored at least this by the HOG detector (its margin; 97 % of the main
-#   faces of LFW View 1 score higher, median 1.7). Weaker detections are
+# * scored at least this by the HOG detector (its margin; nearly every main
+#   face of LFW View 1 scores higher, docs/engine.md). Weaker detections are
 #   turned, blurred or false faces;
 SECONDARY_MIN_SCORE = 0.5
 # * inside the frame: each side of its box at more than this fraction of the
@@ -69,16 +69,19 @@ SECONDARY_MIN_SCORE = 0.5
 #   a bystander at the edge of a selfie, a neighbour in a cropped press photo.
 BORDER_MARGIN = 0.1
 # Upper bound on the working copy's smaller side (720 → 960×720 for a 4:3
-# photo, ~60 ms of HOG on one core; faces from 11 % of the smaller side up).
+# photo: a bounded HOG cost, docs/performance.md; faces from 11 % of the
+# smaller side up).
 MAX_WORK_SIDE_PX = 720
 # A cheap first pass at this smaller side (never upscaled; 640×480 for a 4:3
-# photo, ~27 ms of HOG, ~2.5× less than the full pass) settles the common case
+# photo, well under half the full pass's HOG time) settles the common case
 # of one big face. It is trusted only when its candidate face is inside the
 # frame and at least COARSE_MARGIN × HOG_WINDOW_PX / secondary ratio there:
 # then a face of that ratio is still >= 1.5 × the HOG window and would have
 # been found too. Otherwise the full pass runs. A smaller side of 320 with a
-# margin of 1.0 (still >= 1 × the window) is ~40 % cheaper but moves boxes and
-# refusals and loses accuracy on 640×480 photos (docs/engine.md).
+# margin of 1.0 (still >= 1 × the window) is cheaper but moves boxes and
+# refusals and loses accuracy on 640×480 photos (docs/engine.md; its cost and
+# the others of these constants: docs/performance.md, "Figures behind the
+# engine's constants").
 COARSE_WORK_SIDE_PX = 480
 COARSE_MARGIN = 1.5  # COARSE_ACCEPT_PX = 1.5 × 80 / 0.75 = 160 px by default
 # The coarse pass only needs faces that could count beside a trusted candidate
@@ -88,7 +91,7 @@ COARSE_MARGIN = 1.5  # COARSE_ACCEPT_PX = 1.5 × 80 / 0.75 = 160 px by default
 # (dlib.pyramid_down(6) applied to the image: the very images the detector
 # would build) and maps each box back as the detector would have: same
 # features, scores and boxes as the whole coarse pass for every face it finds,
-# ~45 % less work. Sound while COARSE_MARGIN >= (6/5) ** levels (1.44 here).
+# for much less work. Sound while COARSE_MARGIN >= (6/5) ** levels (1.44 here).
 COARSE_SKIP_LEVELS = 2
 # dlib's frontal detector scans a pyramid_down<6> pyramid: each level 5/6 of the last.
 PYRAMID_RATE = 6

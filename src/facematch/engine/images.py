@@ -124,10 +124,9 @@ class ImageLimits:
     # their decode cost, which JPEG's reduced decoding does not need.
     max_full_decode_pixels: int = 16_000_000
     # A JPEG's scans × its pixels. Each scan is a pass over every block of its
-    # component(s), however few bytes it holds (~0.6 ms per megapixel for the
-    # costliest kind), so a 2 MB file of 50,000 scans cost 35 s of CPU. Encoders
-    # write 1 scan (baseline) to ~10 (progressive): this allows 12 scans at
-    # 40 MP, 40 at 12 MP (docs/images.md).
+    # component(s), however few bytes it holds, so a small file of many scans
+    # costs seconds of CPU (measured in docs/images.md). Encoders write 1 scan
+    # (baseline) to ~10 (progressive): this allows 12 scans at 40 MP, 40 at 12 MP.
     max_jpeg_scan_pixels: int = 12 * 40_000_000
 
     def __post_init__(self) -> None:
