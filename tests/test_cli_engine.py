@@ -112,11 +112,20 @@ def test_eval_lfw_on_a_small_folded_file(lfw_root: Path, runner: CliRunner, tmp_
     assert text.exit_code == 0
     assert "10-fold accuracy: 1.0000" in text.stdout
     assert "images with no face: 0" in text.stdout
-    # The diagnostic without the one-face rule is an evaluation variant of its own.
-    both = runner.invoke(cli, [*args, "--cache", str(cache), "--largest-face"])
-    assert both.exit_code == 0, both.output
-    names = [r["pipeline"] for r in json.loads(both.stdout)["reports"]]
-    assert names == ["engine", "engine (largest face)"]
+
+
+def test_eval_lfw_runs_the_largest_face_diagnostic_as_a_variant(
+    lfw_root: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    # The detector without the one-face rule comes from facematch.evaluation.variants.
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\nAbdullah_Gul 13 14\nAbdullah_Gul 13 AJ_Cook 1\n")
+    args = ["eval", "lfw", "--root", str(lfw_root), "--pairs", str(pairs), "--json"]
+    result = runner.invoke(cli, [*args, "--largest-face"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)["reports"]
+    assert [r["pipeline"] for r in reports] == ["engine", "engine (largest face)"]
+    assert all(r["images"] == 3 for r in reports)
 
 
 def test_eval_lfw_refuses_a_bad_pairs_file(

@@ -453,7 +453,12 @@ def calibrate(
     """
     from facematch.engine.embed import MIRROR_SUFFIX, DlibEmbedder
     from facematch.evaluation.calibration import default_output_path, placeholder_calibration
-    from facematch.evaluation.lfw import PairsFormatError, calibrate_on_lfw, read_pairs
+    from facematch.evaluation.lfw import (
+        PairsFormatError,
+        all_images,
+        calibrate_on_lfw,
+        read_pairs,
+    )
 
     settings = _settings(embedder=embedder)
     # Both backends compute dlib's network and share its model id; the mirror
@@ -467,7 +472,7 @@ def calibrate(
         check_pairs = read_pairs(check_path) if check_path else []
     except (PairsFormatError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if not any((root / "images").glob("*/*.jpg")):
+    if not all_images(root):  # before the models load
         raise click.ClickException(f"no images under {root / 'images'}")
     matcher = _build_matcher(settings, calibration=placeholder_calibration(model_id))
     try:
