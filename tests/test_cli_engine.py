@@ -209,3 +209,15 @@ def test_eval_kyc_on_a_small_subset(lfw_root: Path, runner: CliRunner, tmp_path:
     assert text.exit_code == 0, text.output
     assert "TAR at FMR 1e-3: n/a" in text.stdout
     assert "median ms per image" in text.stdout
+
+
+def test_the_lfw_folder_is_an_evaluation_option_not_a_setting() -> None:
+    from facematch.commands.engine import calibrate, eval_group
+    from facematch.evaluation.lfw import DEFAULT_LFW_ROOT, LFW_ROOT_ENV
+    from facematch.settings import Settings
+
+    assert "lfw_root" not in Settings.model_fields
+    commands = [calibrate, *eval_group.commands.values()]
+    for command in commands:
+        (root,) = [p for p in command.params if p.name == "root"]
+        assert (root.envvar, root.default) == (LFW_ROOT_ENV, DEFAULT_LFW_ROOT), command.name
