@@ -172,7 +172,7 @@ def main() -> None:
                 request_timeout_s=120.0,
             )
             # The stub answers at once: what is measured is the service and the database.
-            app = create_app(settings, matcher=StubMatcher())  # type: ignore[arg-type]
+            app = create_app(settings, matcher=StubMatcher())
             with TestClient(app) as client:
                 quota = 10 * args.calls * args.repeats if args.quota == "limited" else None
                 rates: dict[int, list[float]] = {1: [], args.clients: []}

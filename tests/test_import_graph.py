@@ -17,13 +17,6 @@ import pytest
 
 # Each known cycle as its strongly connected component (the modules that reach each other).
 KNOWN_CYCLES = {
-    "service app <-> serving": frozenset(
-        {
-            "facematch.service.app",
-            "facematch.service.serving",
-            "facematch.service.routes.face_match",
-        }
-    ),
     "engine embed <-> onnx_embedder": frozenset(
         {"facematch.engine.embed", "facematch.engine.onnx_embedder"}
     ),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -55,3 +58,22 @@ def png_b64(width: int = 200, height: int = 200, color: int = 128) -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (color, color, color)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@contextmanager
+def using_vault(app: Any, vault: Any) -> Iterator[None]:
+    """Run the app on another key configuration (a restart with new keys), then back."""
+    services = app.state.services
+    original = app.state.vault
+    parts = (services.face_match, services.transactions)
+
+    def install(chosen: Any) -> None:
+        app.state.vault = chosen
+        for part in parts:
+            part.vault = chosen
+
+    install(vault)
+    try:
+        yield
+    finally:
+        install(original)

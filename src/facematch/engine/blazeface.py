@@ -2,7 +2,7 @@
 
 The model (``data/blazeface/``, Apache-2.0, see PROVENANCE.md there) is read
 by :mod:`.tflite_format` and rebuilt as ONNX by :mod:`.tflite_convert` when
-the detector is built (0.1 s, in memory: nothing is cached or downloaded).
+the detector is built (in memory, quickly: nothing is cached or downloaded).
 It looks at a 128×128 square and returns 896 anchor boxes with a score and
 six keypoints (eyes, nose tip, mouth, ears) each; decoding and MediaPipe's
 weighted non-maximum suppression are done here in numpy.
@@ -260,7 +260,8 @@ class _Pyramid:
 
     A view is cut from the reduction that leaves it 128-255 px, then resized
     bilinearly by less than 2: a bilinear resize straight from a large view
-    widens its filter with the factor and cost ~5× more (bench/detect.py)."""
+    widens its filter with the factor and costs several times more (bench/detect.py;
+    docs/performance.md)."""
 
     def __init__(self, image: Image.Image) -> None:
         self._levels = {1: image}
@@ -290,13 +291,16 @@ class BlazeFaceDetector:
     onnxruntime sessions may be run from several threads.
     """
 
+    #: The "exactly one visible face" rule is applied; only evaluation's largest-face
+    #: diagnostic (facematch.evaluation.variants) subclasses with False.
+    refuse_multiple_faces = True
+
     def __init__(
         self,
         *,
         alignment: Literal["keypoints", "dlib5"] = ALIGNMENT,
         min_face_px: int = 40,
         visibility: VisibilityRule | None = None,
-        refuse_multiple_faces: bool = True,
         min_score: float = MIN_SCORE,
         accept_score: float = ACCEPT_SCORE,
         stop_score: float = STOP_SCORE,
@@ -320,7 +324,6 @@ class BlazeFaceDetector:
         self.visibility = (
             visibility if visibility is not None else VisibilityRule(min_score=SECONDARY_MIN_SCORE)
         )
-        self.refuse_multiple_faces = refuse_multiple_faces
         self.min_score = min_score
         self.accept_score = accept_score
         self.stop_score = stop_score

@@ -11,15 +11,16 @@ from __future__ import annotations
 import base64
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from facematch.engine import errors as engine_errors
+from facematch.engine.images import Base64Image
 from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 
 if TYPE_CHECKING:
-    from facematch.engine.matcher import FaceMatcher
+    from facematch.engine.protocols import Matcher
 
 STUB_MODEL_ID = "stub-engine"
 STUB_THRESHOLD = 0.5
@@ -33,7 +34,7 @@ def script(instruction: str) -> str:
 
 @dataclass
 class StubMatcher:
-    """The engine's matching surface, scripted by the first image's bytes.
+    """A :class:`~facematch.engine.protocols.Matcher` scripted by the first image's bytes.
 
     ``first_img`` decodes to ``raise:<EngineErrorClass>``, ``raise:RuntimeError``,
     ``block`` (wait for :attr:`release`, after releasing :attr:`entered`) or
@@ -44,25 +45,19 @@ class StubMatcher:
     release: threading.Event = field(default_factory=threading.Event)
     entered: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
-    @property
-    def threshold(self) -> float:
-        return STUB_THRESHOLD
-
-    def warm_up(self) -> None:
-        """Nothing to warm: no model."""
-
-    def match(self, first: bytes | str, second: bytes | str) -> MatchResult:
+    def match(self, first: bytes | Base64Image, second: bytes | Base64Image) -> MatchResult:
         return self._run(first)
 
     def match_reference(
-        self, image: bytes | str, reference_embedding: np.ndarray, reference_model_id: str
+        self, image: bytes | Base64Image, reference_embedding: np.ndarray, reference_model_id: str
     ) -> MatchResult:
         return self._run(image)
 
-    def _run(self, first: bytes | str) -> MatchResult:
-        # Like FaceMatcher: bytes are the image itself, text is its base64. Scripts are
-        # short; only the head is read, so a large real image costs nothing here.
-        raw = first if isinstance(first, bytes) else base64.b64decode(first)
+    def _run(self, first: bytes | Base64Image) -> MatchResult:
+        # Like FaceMatcher: bytes are the image itself (what the service passes: it
+        # decodes each image once), Base64Image its base64 text. Scripts are short;
+        # only the head is read, so a large real image costs nothing here.
+        raw = first if isinstance(first, bytes) else base64.b64decode(first.text)
         instruction = raw[:SCRIPT_MAX_CHARS].decode(errors="replace")
         if instruction.startswith("raise:"):
             name = instruction.removeprefix("raise:")
@@ -92,30 +87,7 @@ class StubMatcher:
         )
 
 
-class _ServiceMatcher(Protocol):
-    """What the service calls on its matcher. The engine's own ``Matcher`` protocol
-    replaces this once it exists; until then mypy holds the stub and FaceMatcher
-    to the same signatures through the two functions below."""
-
-    @property
-    def model_id(self) -> str: ...
-
-    @property
-    def threshold(self) -> float: ...
-
-    def warm_up(self) -> None: ...
-
-    def match(self, first: bytes | str, second: bytes | str) -> MatchResult: ...
-
-    def match_reference(
-        self, image: bytes | str, reference_embedding: np.ndarray, reference_model_id: str
-    ) -> MatchResult: ...
-
-
 if TYPE_CHECKING:
-
-    def _real_engine_has_the_surface(matcher: FaceMatcher) -> _ServiceMatcher:
-        return matcher
-
-    def _stub_has_the_surface(matcher: StubMatcher) -> _ServiceMatcher:
-        return matcher
+    # mypy holds the stub to the service's view of a matcher, as it does FaceMatcher.
+    def _is_a_matcher(stub: StubMatcher) -> Matcher:
+        return stub
