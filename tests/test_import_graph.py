@@ -4,23 +4,11 @@
 each package; this test looks at every module, package ``__init__`` modules
 included, through grimp (the graph library import-linter runs on), and names each
 cycle it finds module by module.
-
-Cycles that exist on ``main`` today are listed in :data:`KNOWN_CYCLES`: the first
-test fails on any other, and each known one is a strict xfail, so the day it is
-gone the suite says to delete its entry.
 """
 
 from __future__ import annotations
 
 import grimp
-import pytest
-
-# Each known cycle as its strongly connected component (the modules that reach each other).
-KNOWN_CYCLES = {
-    "engine embed <-> onnx_embedder": frozenset(
-        {"facematch.engine.embed", "facematch.engine.onnx_embedder"}
-    ),
-}
 
 
 def _graph() -> grimp.ImportGraph:
@@ -79,24 +67,9 @@ def _one_cycle(graph: grimp.ImportGraph, component: frozenset[str]) -> str:
     return " -> ".join((start, *back))
 
 
-def test_no_import_cycles_but_the_known_ones() -> None:
+def test_no_import_cycles() -> None:
     graph = _graph()
-    known = set(KNOWN_CYCLES.values())
-    new = [c for c in _components(graph) if c not in known]
-    assert not new, "import cycles in src/facematch:\n" + "\n".join(
-        _one_cycle(graph, c) for c in new
+    cycles = _components(graph)
+    assert not cycles, "import cycles in src/facematch:\n" + "\n".join(
+        _one_cycle(graph, c) for c in cycles
     )
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f"known cycle: {name}"))
-        for name in KNOWN_CYCLES
-    ],
-)
-def test_known_cycle_is_gone(name: str) -> None:
-    graph = _graph()
-    component = KNOWN_CYCLES[name]
-    present = component in _components(graph)
-    assert not present, f"still there: {_one_cycle(graph, component)}"

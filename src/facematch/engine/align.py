@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facematch.engine.embed import CHIP_SIZE_PX
+from facematch.engine.chips import CHIP_SIZE_PX
 from facematch.engine.errors import ModelError
 from facematch.engine.models import shape_predictor_5_path
 from facematch.engine.types import FaceBox
