@@ -46,7 +46,7 @@ def test_compare_different_people_exits_1_with_json(lfw_root: Path, runner: CliR
     assert payload["is_similar"] is False
     assert payload["distance"] > payload["threshold"]
     assert 0 <= payload["confidence"] < 0.5
-    assert payload["model_id"] == "dlib-resnet-v1+mirror-l2"
+    assert payload["model_id"] == "dlib-resnet-v1+mirror-l2+blazeface-sr-v1-dlib5"
     assert payload["first"]["rotation_deg"] == 0
     assert set(payload["first"]["box_px"]) == {"left", "top", "right", "bottom"}
 

@@ -34,9 +34,9 @@ class Settings(BaseSettings):
         "onnx", description="Embedding backend: 'onnx' (fast, default) or 'dlib' (reference)."
     )
     detector: DetectorName = Field(
-        "hog",
-        description="Face detector: 'hog' (dlib, the pipeline of the shipped calibration) or "
-        "'blazeface' (CNN on onnxruntime; its descriptors carry another model id).",
+        "blazeface",
+        description="Face detector: 'blazeface' (CNN on onnxruntime, default) or 'hog' "
+        "(dlib, the pipeline before issue 13); each has its own model id and calibration.",
     )
     onnx_threads: int = Field(
         1, ge=0, description="onnxruntime intra-op threads per session (0 = onnxruntime default)."
