@@ -272,12 +272,16 @@ def test_a_card_portrait_is_found_and_its_ghost_does_not_count(
     assert 60 <= (found.box.left + found.box.right) / 2 <= 320
 
 
-def test_a_sideways_card_is_turned_back(detector: BlazeFaceDetector, lfw_root: Path) -> None:
+@pytest.mark.parametrize("turned_deg", [90, 180, 270])
+def test_a_turned_card_is_turned_back(
+    detector: BlazeFaceDetector, lfw_root: Path, turned_deg: int
+) -> None:
     face = load(lfw_image(lfw_root, "Hamid_Karzai", 2))
     card = id_card(face, portrait_px=260, ghost=True)
-    found = detector.detect_one(rotate(card, 90))
-    assert found.rotation_deg == 270
+    found = detector.detect_one(rotate(card, turned_deg))
+    assert found.rotation_deg == (360 - turned_deg) % 360
     assert found.frame_px == (856, 540)
+    assert found.box.right < 400  # the portrait, not the ghost
 
 
 def test_a_second_person_of_similar_size_refuses(

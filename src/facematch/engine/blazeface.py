@@ -405,7 +405,7 @@ class BlazeFaceDetector:
     ) -> list[RawFace]:
         """Faces seen in ``views`` turned clockwise by ``turn`` quarter turns, in upright
         image pixels. One network call per square: on one core a batch of n costs
-        more than n calls (docs/engine.md). ``cache`` keeps each view's square, so
+        as much as n calls (docs/engine.md). ``cache`` keeps each view's square, so
         a view looked at in several turns is resized once."""
         back = _quarter_turn(-turn, INPUT_PX, INPUT_PX)
         found = []
@@ -447,7 +447,7 @@ class BlazeFaceDetector:
         # Upright first, and every view at turn 0 before any other turn: BlazeFace
         # finds faces rolled by a quarter turn too (every sideways card of the
         # KYC-style set), and the closer looks of _look then read the turn.
-        # Other turns only when turn 0 finds nothing (or only weak faces).
+        # Other turns only when turn 0 confirms nothing.
         steps = [(whole + tiles, 0), (grid, 0)]
         steps += [(whole + tiles, turn) for turn in TURNS[1:]]
         steps += [(grid, turn) for turn in TURNS[1:]]
