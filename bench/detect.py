@@ -40,9 +40,9 @@ from facematch.engine.blazeface import BlazeFaceDetector
 from facematch.engine.detect import FaceDetector
 from facematch.engine.errors import FaceError
 from facematch.engine.images import ImageLimits, decode_image
-from facematch.engine.lfw import read_pairs
 from facematch.engine.matcher import DECODE_MAX_SIDE_PX, FaceMatcher
 from facematch.evaluation.kyc import build_set
+from facematch.evaluation.lfw import read_pairs
 
 LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024)
 

@@ -38,7 +38,7 @@ from PIL import Image
 from facematch.engine.dlib_format import load_network
 from facematch.engine.embed import DlibEmbedder
 from facematch.engine.models import resnet_model_path, shape_predictor_5_path
-from facematch.engine.onnx_convert import INPUT_NAME, build_model
+from facematch.engine.onnx_convert import INPUT_NAME, build_experiment, build_model
 from facematch.engine.onnx_embedder import OnnxEmbedder
 
 DEFAULT_LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw-view1"
@@ -242,7 +242,7 @@ def _run(root: Path, repeats: int, cache_dir: Path) -> None:
     )
 
     # --- tuning -------------------------------------------------------------
-    unfolded = build_model(net, fold_affine=False).SerializeToString()
+    unfolded = build_experiment(net, fold_affine=False).SerializeToString()
     levels = {
         "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

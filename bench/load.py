@@ -167,9 +167,9 @@ def load_kyc_pairs(lfw_root: Path, count: int, out_dir: Path) -> tuple[list[tupl
     import gc
 
     from facematch.engine.errors import InputError
-    from facematch.engine.lfw import read_pairs
     from facematch.engine.matcher import FaceMatcher
     from facematch.evaluation.kyc import build_set
+    from facematch.evaluation.lfw import read_pairs
     from facematch.settings import Settings
 
     listed = read_pairs(lfw_root / "pairsDevTest.txt")

@@ -46,6 +46,7 @@ from facematch.engine.embed import DlibEmbedder, create_embedder
 from facematch.engine.images import ImageLimits, decode_image
 from facematch.engine.matcher import DECODE_MAX_SIDE_PX, FaceMatcher
 from facematch.engine.types import FaceBox
+from facematch.evaluation.variants import CoarsePassVariant
 
 DEFAULT_LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw-view1"
 FACE = ("Abdullah_Gul", 13)
@@ -81,7 +82,7 @@ def _median_ms(function: Callable[[], object], repeats: int) -> float:
 
 def _stages(matcher: FaceMatcher, data: bytes, repeats: int) -> dict[str, float]:
     detector, aligner = FaceDetector(), Aligner()
-    variant = FaceDetector(coarse_work_side_px=320, coarse_margin=1.0, coarse_skip_levels=0)
+    variant = CoarsePassVariant(coarse_work_side_px=320, coarse_margin=1.0, coarse_skip_levels=0)
     limits = ImageLimits(max_bytes=10 * 1024 * 1024)
     decoded = decode_image(data, limits=limits, max_side_px=DECODE_MAX_SIDE_PX)
     found = detector.detect_one(decoded.pixels, scale=decoded.scale)
@@ -138,8 +139,8 @@ def _observe_ms(matcher: FaceMatcher, data: bytes, repeats: int) -> dict[str, fl
 def kyc_workload(matcher: FaceMatcher, args: argparse.Namespace) -> None:
     from facematch.engine.detect import FaceDetector
     from facematch.engine.errors import InputError
-    from facematch.engine.lfw import read_pairs
     from facematch.evaluation.kyc import build_set
+    from facematch.evaluation.lfw import read_pairs
 
     # Today's pipeline before issue 13, in the same process: HOG detector, plain
     # descriptor, no quality checks. Its images are the ones both accept.

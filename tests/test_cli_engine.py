@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from facematch.cli import cli
-from facematch.commands.engine import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME, _fit
-from facematch.engine.lfw import parse_pairs
+from facematch.commands.engine import EXIT_DIFFERENT, EXIT_ERROR, EXIT_SAME
 from facematch.settings import get_settings
 from tests.conftest import lfw_image
 
@@ -46,7 +46,7 @@ def test_compare_different_people_exits_1_with_json(lfw_root: Path, runner: CliR
     assert payload["is_similar"] is False
     assert payload["distance"] > payload["threshold"]
     assert 0 <= payload["confidence"] < 0.5
-    assert payload["model_id"] == "dlib-resnet-v1+mirror-l2+blazeface-sr-v1-dlib5"
+    assert payload["model_id"] == DEFAULT_MODEL_ID
     assert payload["first"]["rotation_deg"] == 0
     assert set(payload["first"]["box_px"]) == {"left", "top", "right", "bottom"}
 
@@ -114,6 +114,20 @@ def test_eval_lfw_on_a_small_folded_file(lfw_root: Path, runner: CliRunner, tmp_
     assert "images with no face: 0" in text.stdout
 
 
+def test_eval_lfw_runs_the_largest_face_diagnostic_as_a_variant(
+    lfw_root: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    # The detector without the one-face rule comes from facematch.evaluation.variants.
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\nAbdullah_Gul 13 14\nAbdullah_Gul 13 AJ_Cook 1\n")
+    args = ["eval", "lfw", "--root", str(lfw_root), "--pairs", str(pairs), "--json"]
+    result = runner.invoke(cli, [*args, "--largest-face"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)["reports"]
+    assert [r["pipeline"] for r in reports] == ["engine", "engine (largest face)"]
+    assert all(r["images"] == 3 for r in reports)
+
+
 def test_eval_lfw_refuses_a_bad_pairs_file(
     lfw_root: Path, runner: CliRunner, tmp_path: Path
 ) -> None:
@@ -134,25 +148,51 @@ def test_calibrate_needs_enough_impostors(runner: CliRunner, tmp_path: Path) -> 
     assert "no images" in result.stderr
 
 
-def test_fit_builds_a_complete_calibration() -> None:
-    # 600 synthetic "people" with 2 images each: close pairs within, far between.
-    rng = np.random.default_rng(3)
-    centres = rng.normal(size=(600, 128)) * 0.06
-    results = {}
-    for i, centre in enumerate(centres):
+# The default pipeline: BlazeFace, 5-point alignment, mirror-averaged descriptor.
+DEFAULT_MODEL_ID = "dlib-resnet-v1+mirror-l2+blazeface-sr-v1-dlib5"
+
+
+def test_calibrate_writes_to_the_data_dir_and_the_engine_reads_it_when_told(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facematch.engine.matcher import FaceMatcher
+    from facematch.engine.scoring import calibration_resource, load_calibration
+    from facematch.evaluation.lfw import DescriptorCache
+
+    # 600 synthetic people of 2 images: descriptors come from the cache, so the
+    # image files are only listed, never read.
+    root, rng = tmp_path / "lfw", np.random.default_rng(5)
+    store = DescriptorCache(tmp_path / "descriptors.npz")
+    for i, centre in enumerate(rng.normal(size=(600, 128)) * 0.06):
+        (root / "images" / f"p{i}").mkdir(parents=True)
         for n in (1, 2):
-            results[(f"p{i}", n)] = (centre + rng.normal(size=128) * 0.02).astype(np.float32)
-    text = "300\n" + "".join(f"p{i} 1 2\n" for i in range(300))
-    text += "".join(f"p{i} 1 p{i + 1} 1\n" for i in range(300))
-    pairs = parse_pairs(text)
-    calibration, summary = _fit(results, pairs, pairs[:10] + pairs[-10:], "dlib-resnet-v1")
-    t = calibration.thresholds_by_fmr
-    assert t["1e-4"] < t["1e-3"] < t["1e-2"]
-    assert calibration.slope < 0
-    assert calibration.confidence(0.1) > 0.9 > 0.1 > calibration.confidence(1.5)
-    assert calibration.metadata["impostors"]["pairs"] == 1200 * 1199 // 2 - 600
-    assert calibration.metadata["check"]["pairs_used"] == 20
-    assert "thresholds: FMR 1e-2" in summary
+            (root / "images" / f"p{i}" / f"p{i}_{n:04d}.jpg").touch()
+            descriptor = (centre + rng.normal(size=128) * 0.02).astype(np.float32)
+            store.entries[f"engine:{DEFAULT_MODEL_ID}:default|p{i}|{n}"] = descriptor
+    store.save()
+    pairs = root / "pairs.txt"
+    pairs.write_text(
+        "300\n"
+        + "".join(f"p{i} 1 2\n" for i in range(300))
+        + "".join(f"p{i} 1 p{i + 1} 1\n" for i in range(300))
+    )
+    shipped = resources.files("facematch.engine").joinpath(calibration_resource(DEFAULT_MODEL_ID))
+    before = shipped.read_bytes()
+    monkeypatch.setenv("FACEMATCH_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    args = ["calibrate", "--root", str(root), "--pairs", str(pairs)]
+    result = runner.invoke(cli, [*args, "--cache", str(tmp_path / "descriptors.npz")])
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "data" / f"calibration-{DEFAULT_MODEL_ID}.json"
+    assert f"FACEMATCH_CALIBRATION_FILE={target}" in result.stdout
+    assert shipped.read_bytes() == before  # the package is never written by default
+    written = load_calibration(target)
+    assert written.metadata["fit"]["pairs_used"] == 600
+    assert written != load_calibration(model_id=DEFAULT_MODEL_ID)
+    # The engine keeps the shipped calibration until the setting names the file.
+    monkeypatch.setenv("FACEMATCH_CALIBRATION_FILE", str(target))
+    get_settings.cache_clear()
+    assert FaceMatcher.from_settings(get_settings()).calibration == written
 
 
 def test_eval_kyc_on_a_small_subset(lfw_root: Path, runner: CliRunner, tmp_path: Path) -> None:
@@ -171,3 +211,15 @@ def test_eval_kyc_on_a_small_subset(lfw_root: Path, runner: CliRunner, tmp_path:
     assert text.exit_code == 0, text.output
     assert "TAR at FMR 1e-3: n/a" in text.stdout
     assert "median ms per image" in text.stdout
+
+
+def test_the_lfw_folder_is_an_evaluation_option_not_a_setting() -> None:
+    from facematch.commands.engine import calibrate, eval_group
+    from facematch.evaluation.lfw import DEFAULT_LFW_ROOT, LFW_ROOT_ENV
+    from facematch.settings import Settings
+
+    assert "lfw_root" not in Settings.model_fields
+    commands = [calibrate, *eval_group.commands.values()]
+    for command in commands:
+        (root,) = [p for p in command.params if p.name == "root"]
+        assert (root.envvar, root.default) == (LFW_ROOT_ENV, DEFAULT_LFW_ROOT), command.name

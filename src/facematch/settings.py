@@ -77,16 +77,19 @@ class Settings(BaseSettings):
         description="Distance below which two faces are 'similar'. Default: the calibrated "
         "threshold for FMR 1e-3.",
     )
-    lfw_root: Path = Field(
-        Path("../shared/data/lfw-view1"),
-        description="LFW View 1 folder used by calibration, evaluation and tests.",
+    calibration_file: Path | None = Field(
+        None,
+        description="Calibration JSON to use instead of the one shipped for the model id "
+        "(e.g. written by `facematch calibrate`); its model id must be the pipeline's "
+        "(or the embedder's, which the HOG pipeline shares).",
     )
 
     # --- service ------------------------------------------------------------
     # (fields for the HTTP service, store and operations are added below)
     data_dir: Path = Field(
         default_factory=lambda: Path(user_data_dir("facematch")),
-        description="Directory of the embedded SQLite database (used when database_url is unset).",
+        description="Directory of the embedded SQLite database (used when database_url is "
+        "unset) and of the calibrations `facematch calibrate` writes.",
     )
     database_url: str | None = Field(
         None,

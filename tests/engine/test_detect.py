@@ -24,6 +24,7 @@ from facematch.engine.errors import (
     NoFaceError,
 )
 from facematch.engine.types import FaceBox
+from facematch.evaluation.variants import CoarsePassVariant, LargestFaceDetector
 from tests.conftest import lfw_image
 
 
@@ -130,6 +131,19 @@ def test_two_faces_side_by_side_are_refused(lfw_root: Path, detector: FaceDetect
     assert sum(RULE.in_frame(d) for d in found) >= 2
     with pytest.raises(MultipleFacesError):
         detector.detect_one(pixels)
+    # Evaluation's diagnostic variant takes the largest face instead.
+    largest = LargestFaceDetector().detect_one(pixels)
+    assert largest.side_px == max(d.side_px for d in found)
+
+
+def test_experiment_knobs_are_not_production_arguments() -> None:
+    # The one-face rule and the coarse pass are fixed for verification; only
+    # facematch.evaluation.variants changes them.
+    for knob in ("refuse_multiple_faces", "coarse_margin", "coarse_work_side_px"):
+        with pytest.raises(TypeError):
+            FaceDetector(**{knob: 1})  # type: ignore[arg-type]
+    assert FaceDetector().refuse_multiple_faces
+    assert not LargestFaceDetector().refuse_multiple_faces
 
 
 def test_a_face_cut_by_the_border_is_ignored(lfw_root: Path, detector: FaceDetector) -> None:
@@ -207,12 +221,12 @@ def test_coarse_pass_alone_still_refuses_a_second_face_at_its_limit(
 
 def test_coarse_pass_settings_below_soundness_are_refused() -> None:
     with pytest.raises(ValueError):
-        FaceDetector(coarse_margin=0.9, coarse_skip_levels=0)
+        CoarsePassVariant(coarse_margin=0.9, coarse_skip_levels=0)
     # Two skipped pyramid levels hide faces under 80 × 1.2² = 115 px: the margin
     # must keep every face that could count above that.
     with pytest.raises(ValueError):
-        FaceDetector(coarse_margin=1.4, coarse_skip_levels=2)
-    FaceDetector(coarse_margin=1.44, coarse_skip_levels=2)
+        CoarsePassVariant(coarse_margin=1.4, coarse_skip_levels=2)
+    CoarsePassVariant(coarse_margin=1.44, coarse_skip_levels=2)
 
 
 def selfie_640x480(path: Path) -> np.ndarray:
@@ -232,7 +246,7 @@ def overlap(a: FaceBox, b: FaceBox) -> bool:
 def test_skipping_pyramid_levels_finds_the_same_faces_with_the_same_boxes(
     lfw_root: Path, detector: FaceDetector
 ) -> None:
-    whole = FaceDetector(coarse_skip_levels=0)
+    whole = CoarsePassVariant(coarse_skip_levels=0)
     # The first 16 people of View 1 in name order, first photo each.
     people = sorted(p for p in (lfw_root / "images").iterdir() if p.is_dir())[:16]
     accepted = 0
@@ -266,7 +280,7 @@ def test_unrecognised_pyramid_level_falls_back_to_the_whole_coarse_pass(
     import facematch.engine.detect as detect_module
 
     pixels = selfie_640x480(lfw_image(lfw_root, "Abdullah_Gul", 13))
-    expected = FaceDetector(coarse_skip_levels=0).detect(pixels)
+    expected = CoarsePassVariant(coarse_skip_levels=0).detect(pixels)
     monkeypatch.setattr(detect_module, "_box_before_skipping", lambda *_args: None)
     assert FaceDetector().detect(pixels) == expected
 

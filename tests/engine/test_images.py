@@ -25,7 +25,15 @@ from facematch.engine.errors import (
     TooManyPixelsError,
     UnsupportedImageError,
 )
-from facematch.engine.images import DecodedImage, ImageLimits, decode_base64, decode_image
+from facematch.engine.images import (
+    Base64Image,
+    DecodedImage,
+    ImageLimits,
+    decode_base64,
+    decode_image,
+    load_image,
+    read_image_file,
+)
 from tests.conftest import lfw_image
 
 MIB = 1024 * 1024
@@ -571,3 +579,44 @@ def test_standard_progressive_jpeg_at_the_pixel_limit_is_accepted() -> None:
     decoded = decode_image(data, max_side_px=1280)
     assert decoded.original_size_px == (8000, 5000)
     assert decoded.pixels.shape == (1250, 2000, 3)
+
+
+# --- load_image: every input the matcher takes ------------------------------------
+
+
+def test_load_image_reads_paths_and_wrapped_base64_like_bytes(tmp_path: Path) -> None:
+    data = jpeg(160, 120)
+    (tmp_path / "face.jpg").write_bytes(data)
+    expected = decode_image(data).pixels
+    for source in (
+        data,
+        str(tmp_path / "face.jpg"),
+        tmp_path / "face.jpg",
+        Base64Image(base64.b64encode(data).decode("ascii")),
+    ):
+        np.testing.assert_array_equal(load_image(source).pixels, expected)
+    assert "characters" in repr(Base64Image("QUJD" * 1000))  # never the text itself
+
+
+def test_a_file_over_the_byte_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    (tmp_path / "big.jpg").write_bytes(b"\xff\xd8\xff" + bytes(5000))
+    with pytest.raises(ImageTooLargeError):
+        read_image_file(tmp_path / "big.jpg", max_bytes=4096)
+    with pytest.raises(FileNotFoundError, match="a str is a file path"):
+        load_image("iVBORw0KGgo" * 100)  # base64 text is never decoded from a str
+
+
+def test_an_array_is_checked_and_reduced_like_a_png() -> None:
+    big = np.zeros((2000, 2600, 3), np.uint8)
+    big[:, 1300:] = 200
+    loaded = load_image(big, max_side_px=1280)
+    assert loaded.pixels.shape == (1000, 1300, 3)
+    assert (loaded.original_size_px, loaded.scale, loaded.format) == ((2600, 2000), 0.5, "ARRAY")
+    assert loaded.pixels[500, 649, 0] == 0
+    assert loaded.pixels[500, 650, 0] == 200
+    small = np.zeros((100, 120, 3), np.uint8)
+    assert load_image(small, max_side_px=1280).pixels is small  # nothing to do: no copy
+    with pytest.raises(TooManyPixelsError):
+        load_image(small, limits=ImageLimits(max_full_decode_pixels=10_000))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        load_image(small.astype(np.float32))

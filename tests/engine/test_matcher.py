@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,9 +14,13 @@ from PIL import Image
 from facematch.engine.embed import create_embedder
 from facematch.engine.errors import (
     CorruptImageError,
+    ImageShapeError,
+    ImageTooLargeError,
+    ImageTooSmallError,
     MultipleFacesError,
     NoFaceError,
 )
+from facematch.engine.images import Base64Image, ImageLimits
 from facematch.engine.matcher import FaceMatcher
 from facematch.engine.scoring import load_calibration
 from tests.conftest import lfw_image
@@ -146,6 +151,53 @@ def test_errors_name_the_image_that_failed(lfw_root: Path, matcher: FaceMatcher)
     with pytest.raises(CorruptImageError) as caught:
         matcher.match(face, face[: len(face) // 2])
     assert caught.value.image == "second"
+
+
+def test_every_kind_of_image_input_gives_the_same_answer(
+    lfw_root: Path, matcher: FaceMatcher
+) -> None:
+    path_a, path_b = (lfw_image(lfw_root, *key) for key in SAME[0])
+    expected = matcher.match(path_a.read_bytes(), path_b.read_bytes())
+    text = base64.b64encode(path_a.read_bytes()).decode("ascii")
+    with Image.open(path_a) as opened:
+        array = np.asarray(opened.convert("RGB"))
+    for first in (path_a, str(path_a), bytearray(path_a.read_bytes()), Base64Image(text)):
+        result = matcher.match(first, path_b)
+        assert result.distance == pytest.approx(expected.distance, abs=1e-6), type(first)
+        assert result.first is not None
+        assert expected.first is not None
+        assert result.first.box_px == expected.first.box_px
+    # Pixels skip decoding: the same JPEG decoded by Pillow gives the same face.
+    from_array = matcher.match(array, str(path_b))
+    assert from_array.is_similar
+    assert from_array.first is not None
+    assert from_array.first.box_px == expected.first.box_px
+    assert from_array.distance == pytest.approx(expected.distance, abs=1e-3)
+
+
+def test_a_str_is_a_path_never_base64(lfw_root: Path, matcher: FaceMatcher) -> None:
+    face = lfw_image(lfw_root, *SAME[0][0])
+    text = base64.b64encode(face.read_bytes()).decode("ascii")
+    with pytest.raises(FileNotFoundError, match=r"no image file at .*Base64Image") as caught:
+        matcher.match(text, face)
+    assert "characters)" in str(caught.value)  # the text is shortened, not printed whole
+    with pytest.raises(FileNotFoundError):
+        matcher.observe(str(face.with_name("absent.jpg")))
+
+
+def test_inputs_are_held_to_the_matcher_s_limits(lfw_root: Path, matcher: FaceMatcher) -> None:
+    face = lfw_image(lfw_root, *SAME[0][0])
+    small = FaceMatcher(embedder=matcher.embedder, limits=ImageLimits(max_bytes=1000))
+    with pytest.raises(ImageTooLargeError):
+        small.observe(face)  # the file is refused before it is read whole
+    with pytest.raises(ImageTooSmallError):
+        matcher.observe(np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(ImageShapeError):
+        matcher.observe(np.zeros((100, 500, 3), np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        matcher.observe(np.zeros((100, 100), np.uint8))
+    with pytest.raises(TypeError, match="Base64Image"):
+        matcher.observe(12)  # type: ignore[arg-type]
 
 
 def test_match_reference_refuses_another_model(lfw_root: Path, matcher: FaceMatcher) -> None:

@@ -148,15 +148,15 @@ def test_float_input_graph_matches_uint8_graph(onnx: OnnxEmbedder) -> None:
     import onnxruntime as ort
 
     from facematch.engine.dlib_format import load_network
-    from facematch.engine.onnx_convert import INPUT_NAME, build_model
+    from facematch.engine.onnx_convert import INPUT_NAME, build_experiment
 
-    model = build_model(load_network(resnet_model_path()), input_dtype="float32")
+    model = build_experiment(load_network(resnet_model_path()), input_dtype="float32")
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     chips = np.random.default_rng(7).integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
     (from_float,) = session.run(None, {INPUT_NAME: chips.astype(np.float32)})
     np.testing.assert_allclose(from_float, onnx.embed(chips), atol=1e-6)
     with pytest.raises(ValueError, match="input_dtype"):
-        build_model(load_network(resnet_model_path()), input_dtype="float16")
+        build_experiment(load_network(resnet_model_path()), input_dtype="float16")
 
 
 def test_rejects_bad_chip_layout(onnx: OnnxEmbedder) -> None:

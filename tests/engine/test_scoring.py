@@ -1,4 +1,4 @@
-"""Scoring and calibration: the shipped file, confidence, fitting."""
+"""Scoring: the shipped calibrations, confidence, distance (fitting: tests/evaluation)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facematch.engine.calibration import (
-    calibration_report,
-    fit_logistic,
-    fmr_thresholds,
-    impostor_distances,
-)
 from facematch.engine.embed import DlibEmbedder, MirrorAveragedEmbedder
 from facematch.engine.errors import ModelFormatError
 from facematch.engine.scoring import Calibration, distance, fmr_key, load_calibration
@@ -96,42 +90,3 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
 def test_positive_slope_is_refused() -> None:
     with pytest.raises(ValueError, match="slope"):
         Calibration("m", {"1e-2": 0.6, "1e-3": 0.5, "1e-4": 0.4}, 0.0, 1.0)
-
-
-# --- fitting -----------------------------------------------------------------------
-
-
-def test_logistic_fit_recovers_known_parameters() -> None:
-    rng = np.random.default_rng(1)
-    d = rng.uniform(0.2, 1.0, 20_000)
-    p = 1 / (1 + np.exp(-(8.0 - 14.0 * d)))
-    y = rng.random(d.size) < p
-    intercept, slope = fit_logistic(d, y)
-    assert intercept == pytest.approx(8.0, rel=0.1)
-    assert slope == pytest.approx(-14.0, rel=0.1)
-    brier, log_loss, table = calibration_report(1 / (1 + np.exp(-(intercept + slope * d))), y)
-    assert 0 < brier < 0.25
-    assert 0 < log_loss < 0.7
-    for row in table:
-        if row.count > 500:
-            assert row.observed_same == pytest.approx(row.mean_predicted, abs=0.05)
-
-
-def test_impostor_distances_match_brute_force() -> None:
-    rng = np.random.default_rng(2)
-    e = rng.normal(size=(37, 128)).astype(np.float32)
-    ids = np.array([i // 3 for i in range(37)])
-    expected = [
-        np.linalg.norm(e[i] - e[j]) for i in range(37) for j in range(i + 1, 37) if ids[i] != ids[j]
-    ]
-    got = impostor_distances(e, ids, block=8)
-    np.testing.assert_allclose(np.sort(got), np.sort(expected), rtol=1e-4)
-
-
-def test_fmr_thresholds_are_quantiles() -> None:
-    d = np.arange(1_000_000) / 1_000_000.0
-    t = fmr_thresholds(d)
-    assert t["1e-2"] == pytest.approx(0.01, abs=1e-5)
-    assert t["1e-4"] == pytest.approx(1e-4, abs=1e-5)
-    with pytest.raises(ValueError, match="too few"):
-        fmr_thresholds(d[:1000])

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from facematch.engine.images import ImageLimits, decode_image
-from facematch.engine.lfw import read_pairs
 from facematch.engine.matcher import FaceMatcher
 from facematch.evaluation.kyc import (
     CARD_SIZE_PX,
@@ -21,6 +20,7 @@ from facematch.evaluation.kyc import (
     plan_pairs,
     render,
 )
+from facematch.evaluation.lfw import read_pairs
 
 
 @pytest.fixture(scope="module")

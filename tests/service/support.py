@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from facematch.engine import errors as engine_errors
+from facematch.engine.images import Base64Image
 from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 from facematch.store import repository
 from facematch.store.db import session_scope
@@ -113,10 +114,10 @@ class StubMatcher:
     release: threading.Event = field(default_factory=threading.Event)
     entered: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
-    def _run(self, first: bytes | str) -> MatchResult:
+    def _run(self, first: bytes | Base64Image) -> MatchResult:
         # Like FaceMatcher: bytes are the image itself (the service passes the bytes
-        # it decoded to store them), text is its base64.
-        raw = first if isinstance(first, bytes) else base64.b64decode(first)
+        # it decoded to store them), Base64Image its base64 text.
+        raw = first if isinstance(first, bytes) else base64.b64decode(first.text)
         instruction = raw.decode(errors="replace")
         if instruction.startswith("raise:"):
             name = instruction.removeprefix("raise:")
@@ -145,10 +146,10 @@ class StubMatcher:
             second=observation,
         )
 
-    def match(self, first: bytes | str, second: bytes | str) -> MatchResult:
+    def match(self, first: bytes | Base64Image, second: bytes | Base64Image) -> MatchResult:
         return self._run(first)
 
     def match_reference(
-        self, image: bytes | str, reference_embedding: np.ndarray, reference_model_id: str
+        self, image: bytes | Base64Image, reference_embedding: np.ndarray, reference_model_id: str
     ) -> MatchResult:
         return self._run(image)

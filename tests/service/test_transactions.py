@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select, text, update
 
+from facematch.engine.images import Base64Image
 from facematch.service.errors import CATALOGUE, LANGS
 from facematch.store.db import session_scope
 from facematch.store.models import AccessToken, Bundle, Organisation, Transaction, utcnow
@@ -322,11 +323,12 @@ def test_engine_gets_the_bytes_decoded_for_storage(
     client: TestClient, faces: dict[str, str], matcher: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each image's base64 is decoded once: the engine gets the bytes that were
-    stored; with storage off it gets the text and decodes it itself."""
-    seen: list[tuple[bytes | str, bytes | str]] = []
+    stored; with storage off it gets the text (as Base64Image: a str would be a
+    path) and decodes it itself."""
+    seen: list[tuple[object, object]] = []
     real_match = matcher.match
 
-    def spy(first: bytes | str, second: bytes | str) -> Any:
+    def spy(first: object, second: object) -> Any:
         seen.append((first, second))
         return real_match(first, second)
 
@@ -342,7 +344,7 @@ def test_engine_gets_the_bytes_decoded_for_storage(
 
     stored_call, unstored_call = seen
     assert stored_call == (base64.b64decode(faces["same_a"]), base64.b64decode(faces["same_b"]))
-    assert unstored_call == (faces["same_a"], faces["same_b"])
+    assert unstored_call == (Base64Image(faces["same_a"]), Base64Image(faces["same_b"]))
 
 
 # --- key rotation and retention --------------------------------------------------------------

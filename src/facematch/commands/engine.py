@@ -1,8 +1,9 @@
-"""`facematch compare`, `facematch eval lfw`, `facematch calibrate`.
+"""`facematch compare`, `facematch eval lfw|kyc`, `facematch calibrate`.
 
-Thin layers over :mod:`facematch.engine`; heavy imports happen inside the
-commands so ``facematch --help`` stays fast. Every option can also be set with
-the environment variable shown in ``--help``.
+Thin layers over :mod:`facematch.engine` (compare) and :mod:`facematch.evaluation`
+(the rest): options in, a library call, text or JSON out. Heavy imports happen
+inside the commands so ``facematch --help`` stays fast. Every option can also be
+set with the environment variable shown in ``--help``.
 
 Exit status of ``compare``: 0 same person, 1 different people, 2 error (bad
 image, no face, several faces, unusable option...).
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
+    from facematch.engine.blazeface import BlazeFaceDetector
+    from facematch.engine.detect import FaceDetector
     from facematch.engine.matcher import FaceMatcher
     from facematch.engine.scoring import Calibration
     from facematch.engine.types import FaceObservation, MatchResult
@@ -60,15 +64,12 @@ def _settings(**overrides: Any) -> Settings:
 def _build_matcher(
     settings: Settings,
     calibration: Calibration | None = None,
-    *,
-    refuse_multiple_faces: bool = True,
+    detector: FaceDetector | BlazeFaceDetector | None = None,
 ) -> FaceMatcher:
     from facematch.engine.errors import EngineError
-    from facematch.engine.matcher import FaceMatcher, create_detector
+    from facematch.engine.matcher import FaceMatcher
 
     try:
-        detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
-        detector.refuse_multiple_faces = refuse_multiple_faces
         return FaceMatcher.from_settings(settings, calibration=calibration, detector=detector)
     except EngineError as exc:
         raise click.ClickException(f"cannot load the engine: {exc}") from exc
@@ -132,7 +133,7 @@ def compare(
     settings = _settings(embedder=embedder, match_threshold=threshold)
     try:
         matcher = _build_matcher(settings)
-        result = matcher.match(first.read_bytes(), second.read_bytes())
+        result = matcher.match(first, second)
     except click.ClickException as exc:
         _fail(str(exc.message), as_json=as_json, kind="ModelError")
     except EngineError as exc:
@@ -171,13 +172,15 @@ def eval_group() -> None:
     """Evaluate accuracy on a benchmark."""
 
 
+# The LFW folder is the evaluation's input, not a setting of the service.
 _root_option = click.option(
     "--root",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     envvar="FACEMATCH_LFW_ROOT",
     show_envvar=True,
-    default=None,
-    help="LFW folder holding images/NAME/NAME_NNNN.jpg [default: settings.lfw_root].",
+    default=Path("../shared/data/lfw-view1"),
+    show_default=True,
+    help="LFW folder holding images/NAME/NAME_NNNN.jpg.",
 )
 _cache_option = click.option(
     "--cache",
@@ -187,10 +190,17 @@ _cache_option = click.option(
 )
 
 
-def _progress(total: int, description: str):  # type: ignore[no-untyped-def]
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields the callback advancing it."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="img", file=sys.stderr, leave=False)
+    with tqdm(total=total, desc=description, unit="img", file=sys.stderr, leave=False) as bar:
+
+        def advance(done: int) -> None:
+            bar.update(done)
+
+        yield advance
 
 
 @eval_group.command("lfw")
@@ -218,7 +228,7 @@ def _progress(total: int, description: str):  # type: ignore[no-untyped-def]
 @_embedder_option
 @_cache_option
 def eval_lfw(
-    root: Path | None,
+    root: Path,
     pairs_path: Path | None,
     reference: bool,
     largest_face: bool,
@@ -233,36 +243,31 @@ def eval_lfw(
     folds), ROC AUC, TAR at FMR 1e-3 (impostors: every cross-identity pair of
     the file's images) and how many images were refused (no face, ...).
     """
-    from facematch.engine.lfw import (
-        DescriptorCache,
+    from facematch.evaluation.lfw import (
         EnginePipeline,
         PairsFormatError,
         ReferencePipeline,
         distinct_images,
-        evaluate,
+        evaluate_pipelines,
         read_pairs,
     )
+    from facematch.evaluation.variants import largest_face_detector
 
     settings = _settings(embedder=embedder, match_threshold=threshold)
-    root = root or settings.lfw_root
     pairs_path = pairs_path or root / "pairsDevTest.txt"
     try:
         pairs = read_pairs(pairs_path)
     except (PairsFormatError, OSError) as exc:
         raise click.ClickException(f"{pairs_path}: {exc}") from exc
-    keys = distinct_images(pairs)
     pipelines: list[Any] = [EnginePipeline(_build_matcher(settings))]
     if largest_face:
-        relaxed = _build_matcher(settings, refuse_multiple_faces=False)
-        pipelines.append(EnginePipeline(relaxed, variant="largest face"))
+        relaxed = largest_face_detector(settings.detector, min_face_px=settings.min_face_px)
+        pipelines.append(
+            EnginePipeline(_build_matcher(settings, detector=relaxed), variant="largest face")
+        )
     if reference:
         pipelines.append(ReferencePipeline())
-    store = DescriptorCache(cache)
-    reports = []
-    for pipeline in pipelines:
-        with _progress(len(keys), pipeline.name) as bar:
-            results = store.run(pipeline, root, keys, progress=bar.update)
-        reports.append(evaluate(pipeline, pairs, results))
+    reports = evaluate_pipelines(pipelines, root, pairs, cache=cache, progress=_progress)
     if as_json:
         payload = {
             "pairs_file": str(pairs_path),
@@ -270,7 +275,7 @@ def eval_lfw(
         }
         click.echo(json.dumps(payload, indent=2))
         return
-    click.echo(f"{pairs_path}: {len(pairs)} pairs, {len(keys)} images")
+    click.echo(f"{pairs_path}: {len(pairs)} pairs, {len(distinct_images(pairs))} images")
     for r in reports:
         click.echo(f"\n[{r.pipeline}]")
         click.echo(f"  accuracy at threshold {r.threshold:.4f}: {r.accuracy:.4f}")
@@ -317,7 +322,7 @@ def eval_lfw(
 @_threshold_option
 @_embedder_option
 def eval_kyc(
-    root: Path | None,
+    root: Path,
     pairs_path: Path | None,
     limit: int | None,
     seed: int,
@@ -333,12 +338,11 @@ def eval_kyc(
     and 1e-4 (impostors: every selfie × card of different people), accuracy at
     the threshold, refusals by reason and input type, and median time per stage.
     """
-    from facematch.engine.lfw import PairsFormatError, read_pairs
     from facematch.evaluation.kyc import build_set
     from facematch.evaluation.kyc_eval import observe_set, score
+    from facematch.evaluation.lfw import PairsFormatError, read_pairs
 
     settings = _settings(embedder=embedder, match_threshold=threshold)
-    root = root or settings.lfw_root
     pairs_path = pairs_path or root / "pairsDevTest.txt"
     try:
         pairs = read_pairs(pairs_path)
@@ -351,19 +355,19 @@ def eval_kyc(
     count = len(only) if only is not None else len(pairs)
     matcher = _build_matcher(settings)
     try:
-        with _progress(2 * count, "rendering") as bar:
+        with _progress("rendering", 2 * count) as advance:
             kyc = build_set(
                 root,
                 pairs,
                 out_dir or settings.cache_dir / "kyc",
                 seed=seed,
                 only=only,
-                progress=bar.update,
+                progress=advance,
             )
     except OSError as exc:
         raise click.ClickException(f"cannot build the KYC set: {exc}") from exc
-    with _progress(2 * count, "observing") as bar:
-        results = observe_set(matcher, kyc, progress=bar.update)
+    with _progress("observing", 2 * count) as advance:
+        results = observe_set(matcher, kyc, progress=advance)
     report = score(kyc, results, matcher.threshold)
     if as_json:
         payload = {"pairs_file": str(pairs_path), "seed": seed, "report": report.as_dict()}
@@ -427,12 +431,13 @@ STAGE_NAMES = ("decode", "detect", "align", "embed")
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write the calibration JSON [default: the package's file for the model id].",
+    help="Where to write the calibration JSON [default: DATA_DIR/calibration-MODEL_ID.json; "
+    "the shipped file is never overwritten unless named here].",
 )
 @_embedder_option
 @_cache_option
 def calibrate(
-    root: Path | None,
+    root: Path,
     pairs_path: Path | None,
     check_path: Path | None,
     output: Path | None,
@@ -443,23 +448,22 @@ def calibrate(
 
     Embeds every image under ROOT/images once, fits P(same | distance) on the
     pairs file, and takes FMR 1e-2/1e-3/1e-4 thresholds from all
-    cross-identity pairs of those images.
+    cross-identity pairs of those images. The engine uses the file written
+    when FACEMATCH_CALIBRATION_FILE names it.
     """
     from facematch.engine.embed import MIRROR_SUFFIX, DlibEmbedder
-    from facematch.engine.lfw import (
-        DescriptorCache,
-        EnginePipeline,
+    from facematch.evaluation.calibration import default_output_path, placeholder_calibration
+    from facematch.evaluation.lfw import (
         PairsFormatError,
         all_images,
+        calibrate_on_lfw,
         read_pairs,
     )
-    from facematch.engine.scoring import Calibration
 
     settings = _settings(embedder=embedder)
     # Both backends compute dlib's network and share its model id; the mirror
     # average is another descriptor with its own.
     model_id = DlibEmbedder.model_id + (MIRROR_SUFFIX if settings.mirror_descriptor else "")
-    root = root or settings.lfw_root
     pairs_path = pairs_path or root / "pairsDevTrain.txt"
     if check_path is None and (root / "pairsDevTest.txt").is_file():
         check_path = root / "pairsDevTest.txt"
@@ -468,129 +472,22 @@ def calibrate(
         check_pairs = read_pairs(check_path) if check_path else []
     except (PairsFormatError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    keys = all_images(root)
-    if not keys:
+    if not all_images(root):  # before the models load
         raise click.ClickException(f"no images under {root / 'images'}")
-    # The matcher needs a calibration; the one being rebuilt may be missing or
-    # stale, so a neutral one stands in (only the embeddings are used here).
-    neutral = Calibration(model_id, {"1e-2": 1.0, "1e-3": 1.0, "1e-4": 1.0}, 0.0, -1.0)
-    matcher = _build_matcher(settings, calibration=neutral)
-    pipeline = EnginePipeline(matcher)
-    store = DescriptorCache(cache)
-    with _progress(len(keys), "embedding") as bar:
-        results = store.run(pipeline, root, keys, progress=bar.update)
+    matcher = _build_matcher(settings, calibration=placeholder_calibration(model_id))
     try:
-        calibration, summary = _fit(results, pairs, check_pairs, matcher.model_id)
+        calibration, summary = calibrate_on_lfw(
+            matcher, root, pairs, check_pairs, cache=cache, progress=_progress
+        )
     except ValueError as exc:
         raise click.ClickException(f"cannot fit: {exc}") from exc
     calibration.metadata["fit"]["pairs_file"] = pairs_path.name
     if check_pairs:
         calibration.metadata["check"]["pairs_file"] = check_path.name if check_path else None
-    target = output or _package_calibration_path(matcher.model_id)
+    target = output or default_output_path(settings.data_dir, matcher.model_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(calibration.to_json_dict(), indent=2) + "\n")
     click.echo(f"wrote {target}")
+    if output is None:
+        click.echo(f"use it with FACEMATCH_CALIBRATION_FILE={target}")
     click.echo(summary)
-
-
-def _package_calibration_path(model_id: str) -> Path:
-    from importlib import resources
-
-    from facematch.engine.scoring import calibration_resource
-
-    resource = resources.files("facematch.engine").joinpath(calibration_resource(model_id))
-    return Path(str(resource))
-
-
-def _fit(
-    results: dict[Any, Any], pairs: list[Any], check_pairs: list[Any], model_id: str
-) -> tuple[Any, str]:
-    """Fit logistic + thresholds from per-image results; returns (Calibration, summary text)."""
-    from collections import Counter
-
-    import numpy as np
-
-    from facematch.engine.calibration import (
-        calibration_report,
-        fit_logistic,
-        fmr_thresholds,
-        impostor_distances,
-    )
-    from facematch.engine.scoring import Calibration
-
-    def pair_distances(selected: list[Any]) -> tuple[np.ndarray, np.ndarray, int]:
-        d, y, skipped = [], [], 0
-        for pair in selected:
-            a, b = results.get(pair.first), results.get(pair.second)
-            if a is None or b is None or isinstance(a, str) or isinstance(b, str):
-                skipped += 1
-                continue
-            d.append(float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64))))
-            y.append(pair.same)
-        return np.array(d), np.array(y, dtype=bool), skipped
-
-    d_fit, y_fit, skipped_fit = pair_distances(pairs)
-    intercept, slope = fit_logistic(d_fit, y_fit)
-    usable = sorted(k for k, v in results.items() if not isinstance(v, str))
-    embeddings = np.array([results[k] for k in usable], dtype=np.float32)
-    identities = np.array([k[0] for k in usable])
-    impostors = impostor_distances(embeddings, identities)
-    thresholds = fmr_thresholds(impostors)
-
-    def probabilities(d: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(intercept + slope * d)))
-
-    brier, log_loss, _ = calibration_report(probabilities(d_fit), y_fit)
-    metadata: dict[str, Any] = {
-        "created": datetime.now(UTC).date().isoformat(),
-        "fit": {
-            "method": "logistic regression of same-identity on distance (maximum likelihood)",
-            "pairs_used": len(d_fit),
-            "pairs_skipped": skipped_fit,
-            "brier": round(brier, 6),
-            "log_loss": round(log_loss, 6),
-        },
-        "impostors": {
-            "images": len(results),
-            "images_used": len(usable),
-            "images_refused": dict(Counter(v for v in results.values() if isinstance(v, str))),
-            "identities": len(set(identities.tolist())),
-            "pairs": len(impostors),
-        },
-    }
-    lines = [
-        f"model {model_id}: P(same) = 1/(1+exp(-({intercept:.4f} {slope:+.4f}·d)))",
-        "thresholds: " + ", ".join(f"FMR {k} → {v:.4f}" for k, v in thresholds.items()),
-        f"fit on {len(d_fit)} pairs ({skipped_fit} skipped): "
-        f"Brier {brier:.4f}, log loss {log_loss:.4f}",
-        f"impostor pairs: {len(impostors)} from {len(usable)} images",
-    ]
-    if check_pairs:
-        d_chk, y_chk, skipped_chk = pair_distances(check_pairs)
-        brier_c, log_loss_c, table = calibration_report(probabilities(d_chk), y_chk)
-        metadata["check"] = {
-            "pairs_used": len(d_chk),
-            "pairs_skipped": skipped_chk,
-            "brier": round(brier_c, 6),
-            "log_loss": round(log_loss_c, 6),
-            "reliability": [
-                {
-                    "bin": [round(b.low, 2), round(b.high, 2)],
-                    "count": b.count,
-                    "mean_predicted": round(b.mean_predicted, 4),
-                    "observed_same": round(b.observed_same, 4),
-                }
-                for b in table
-            ],
-        }
-        lines.append(
-            f"check on {len(d_chk)} pairs ({skipped_chk} skipped): "
-            f"Brier {brier_c:.4f}, log loss {log_loss_c:.4f}"
-        )
-        lines.extend(
-            f"  P in [{b.low:.1f}, {b.high:.1f}): {b.count:4d} pairs, "
-            f"mean P {b.mean_predicted:.3f}, observed same {b.observed_same:.3f}"
-            for b in table
-        )
-    calibration = Calibration(model_id, thresholds, intercept, slope, metadata)
-    return calibration, "\n".join(lines)

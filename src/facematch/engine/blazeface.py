@@ -2,7 +2,7 @@
 
 The model (``data/blazeface/``, Apache-2.0, see PROVENANCE.md there) is read
 by :mod:`.tflite_format` and rebuilt as ONNX by :mod:`.tflite_convert` when
-the detector is built (0.1 s, in memory: nothing is cached or downloaded).
+the detector is built (in memory, quickly: nothing is cached or downloaded).
 It looks at a 128×128 square and returns 896 anchor boxes with a score and
 six keypoints (eyes, nose tip, mouth, ears) each; decoding and MediaPipe's
 weighted non-maximum suppression are done here in numpy.
@@ -104,13 +104,13 @@ STOP_SCORE = 0.6
 SECONDARY_MIN_SCORE = 0.6
 # The whole view alone settles the cheap step when its best face is so big there
 # that a face of the one-face rule's ratio beside it measures at least this many
-# pixels of the 128 px view: every face of the tiles of the KYC-style cards (about
-# 23 px) was found at 0.6 or more, so such a face would not be missed.
+# pixels of the 128 px view: the card portraits of the KYC-style set, a little
+# bigger in their tiles, were all found strongly (docs/engine.md).
 SEEN_IN_VIEW_PX = 20
 # A closer look (a square of twice the face's side) confirms a find when its face
 # scores at least this at the turn it settles: between the lowest look at the
-# right turn (0.745) and the highest at a wrong one (0.689, a pattern) on the
-# KYC-style cards of LFW View 1 DevTrain (docs/engine.md).
+# right turn and the highest at a wrong one (a pattern) on the KYC-style cards of
+# LFW View 1 DevTrain (docs/engine.md, *Orientation*).
 LOOK_CONFIRM_SCORE = 0.72
 # Views reduced by this factor or more are subsampled first (_Pyramid).
 STRIDE_FROM_FACTOR = 8
@@ -291,12 +291,10 @@ class _Pyramid:
     A view is reduced by the whole factor that leaves it 128-255 px (Pillow's box
     ``reduce`` of just the view's region), then resized bilinearly by less than 2:
     a bilinear resize straight from a large view widens its filter with the factor
-    and cost ~5× more (bench/detect.py). For factors of 8 or more (a 12 MP selfie
-    decoded at 2000×1500) every (factor // 2)-th pixel is taken first and the
-    rest box-reduced by 2: the reduce of the whole 3 MP image cost 1.2 ms and
-    its conversion to a Pillow image 1.0 ms, the strided copy 0.2 ms. Such a view
-    shows a large face (a 12 MP selfie's: ~35 px of the 128), which the lesser
-    smoothing does not hide."""
+    and costs several times more. For factors of 8 or more (a 12 MP selfie) every
+    (factor // 2)-th pixel is taken first and the rest box-reduced by 2: reducing
+    and converting the whole image cost more than the network call (docs/engine.md).
+    Such a view shows a large face, which the lesser smoothing does not hide."""
 
     def __init__(self, pixels: np.ndarray) -> None:
         self._pixels = pixels
@@ -343,13 +341,16 @@ class BlazeFaceDetector:
     onnxruntime sessions may be run from several threads.
     """
 
+    #: The "exactly one visible face" rule is applied; only evaluation's largest-face
+    #: diagnostic (facematch.evaluation.variants) subclasses with False.
+    refuse_multiple_faces = True
+
     def __init__(
         self,
         *,
         alignment: Literal["keypoints", "dlib5"] = ALIGNMENT,
         min_face_px: int = 40,
         visibility: VisibilityRule | None = None,
-        refuse_multiple_faces: bool = True,
         min_score: float = MIN_SCORE,
         accept_score: float = ACCEPT_SCORE,
         stop_score: float = STOP_SCORE,
@@ -373,7 +374,6 @@ class BlazeFaceDetector:
         self.visibility = (
             visibility if visibility is not None else VisibilityRule(min_score=SECONDARY_MIN_SCORE)
         )
-        self.refuse_multiple_faces = refuse_multiple_faces
         self.min_score = min_score
         self.accept_score = accept_score
         self.stop_score = stop_score
@@ -467,10 +467,9 @@ class BlazeFaceDetector:
             ):
                 return found  # a big, strong face upright in its view: a selfie's
             # Any other find is looked at closer: the look settles its turn, and a
-            # find no look confirms is a pattern (a card's guilloche, found at up to
-            # 0.73 with a box several times the portrait's) or a turned face seen
-            # weakly (an upside-down card's portrait, 0.46-0.6 at turn 0); the search
-            # goes on. At most four calls, where the next steps cost six to forty.
+            # find no look confirms is a pattern (a card's guilloche, with a box
+            # several times the portrait's) or a face seen too weakly; the search
+            # goes on. At most four calls, fewer than any next step.
             look = self._look(image, best, cache)
             if look is not None and look[1].score >= LOOK_CONFIRM_SCORE:
                 return self._turned(image, found, views, turn, look, cache, looks)
@@ -528,8 +527,8 @@ class BlazeFaceDetector:
         is upright, then at the others, until a look finds a face
         scoring ``accept_score`` whose keypoints agree with the look's turn; without
         one, the best agreeing look (the best look if none agrees) decides. None
-        when no look finds a face. On the KYC-style cards of DevTrain (docs/engine.md)
-        no look at a wrong turn scored ``accept_score`` with agreeing keypoints."""
+        when no look finds a face. On the KYC-style cards of DevTrain no look at a
+        wrong turn scored ``accept_score`` with agreeing keypoints (docs/engine.md)."""
         side = _side(face)
         centre = (face.box[:2] + face.box[2:]) / 2
         crop = _View(float(centre[0] - side), float(centre[1] - side), 2 * side)
@@ -571,7 +570,7 @@ class BlazeFaceDetector:
             # Keep the views' own boxes: the one-face rule compares box sides, and
             # a face looked at closer gets a tighter box than its neighbours. The
             # looked-at face takes the look's keypoints, which agree with the turn
-            # (a small face's own may misread it: a 13 px portrait read as sideways).
+            # (a small face's own may misread it: a tiny portrait read as sideways).
             best = max(found, key=lambda f: f.score)
             return [RawFace(f.box, face.keypoints, f.score) if f is best else f for f in found]
         again = self._search(image, views, upright, cache)
@@ -649,7 +648,7 @@ class BlazeFaceDetector:
         """The one-face rule again, on every candidate looked at closer (one call
         each), when the views' boxes refused the image. A small face in a tile gets
         a loose box (an ID card's faint ghost portrait, half the portrait's size,
-        measured 0.79 of it in a tile); seen at twice its side, every face is
+        measured nearly as big as it); seen at twice its side, every face is
         measured alike. A face the look does not find again no longer counts."""
         height, width = image.shape
         looked = []

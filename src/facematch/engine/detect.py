@@ -59,8 +59,8 @@ ROTATIONS_DEG = (0, 90, 270, 180)
 #   and two steps, so box rounding cannot flip a face across it (0.7 would
 #   split two-step faces measured as 0.69 and 0.70);
 SECONDARY_FACE_RATIO = 0.75
-# * scored at least this by the HOG detector (its margin; 97 % of the main
-#   faces of LFW View 1 score higher, median 1.7). Weaker detections are
+# * scored at least this by the HOG detector (its margin; nearly every main
+#   face of LFW View 1 scores higher, docs/engine.md). Weaker detections are
 #   turned, blurred or false faces;
 SECONDARY_MIN_SCORE = 0.5
 # * inside the frame: each side of its box at more than this fraction of the
@@ -69,16 +69,19 @@ SECONDARY_MIN_SCORE = 0.5
 #   a bystander at the edge of a selfie, a neighbour in a cropped press photo.
 BORDER_MARGIN = 0.1
 # Upper bound on the working copy's smaller side (720 → 960×720 for a 4:3
-# photo, ~60 ms of HOG on one core; faces from 11 % of the smaller side up).
+# photo: a bounded HOG cost, docs/performance.md; faces from 11 % of the
+# smaller side up).
 MAX_WORK_SIDE_PX = 720
 # A cheap first pass at this smaller side (never upscaled; 640×480 for a 4:3
-# photo, ~27 ms of HOG, ~2.5× less than the full pass) settles the common case
+# photo, well under half the full pass's HOG time) settles the common case
 # of one big face. It is trusted only when its candidate face is inside the
 # frame and at least COARSE_MARGIN × HOG_WINDOW_PX / secondary ratio there:
 # then a face of that ratio is still >= 1.5 × the HOG window and would have
 # been found too. Otherwise the full pass runs. A smaller side of 320 with a
-# margin of 1.0 (still >= 1 × the window) is ~40 % cheaper but moves boxes and
-# refusals and loses accuracy on 640×480 photos (docs/engine.md).
+# margin of 1.0 (still >= 1 × the window) is cheaper but moves boxes and
+# refusals and loses accuracy on 640×480 photos (docs/engine.md; its cost and
+# the others of these constants: docs/performance.md, "Figures behind the
+# engine's constants").
 COARSE_WORK_SIDE_PX = 480
 COARSE_MARGIN = 1.5  # COARSE_ACCEPT_PX = 1.5 × 80 / 0.75 = 160 px by default
 # The coarse pass only needs faces that could count beside a trusted candidate
@@ -88,7 +91,7 @@ COARSE_MARGIN = 1.5  # COARSE_ACCEPT_PX = 1.5 × 80 / 0.75 = 160 px by default
 # (dlib.pyramid_down(6) applied to the image: the very images the detector
 # would build) and maps each box back as the detector would have: same
 # features, scores and boxes as the whole coarse pass for every face it finds,
-# ~45 % less work. Sound while COARSE_MARGIN >= (6/5) ** levels (1.44 here).
+# for much less work. Sound while COARSE_MARGIN >= (6/5) ** levels (1.44 here).
 COARSE_SKIP_LEVELS = 2
 # dlib's frontal detector scans a pyramid_down<6> pyramid: each level 5/6 of the last.
 PYRAMID_RATE = 6
@@ -219,28 +222,30 @@ class FaceDetector:
     #: How the matcher aligns this detector's faces: dlib's 5-point predictor on the box.
     alignment = "dlib5"
 
+    #: The "exactly one visible face" rule is applied. Evaluation's largest-face
+    #: diagnostic (facematch.evaluation.variants) subclasses with False; verification
+    #: never turns it off, so it is no constructor argument.
+    refuse_multiple_faces = True
+    #: The coarse pass (see the constants). Class attributes, not arguments: other
+    #: values are rejected experiments, reproduced by facematch.evaluation.variants.
+    coarse_work_side_px = COARSE_WORK_SIDE_PX
+    coarse_margin = COARSE_MARGIN
+    coarse_skip_levels = COARSE_SKIP_LEVELS
+
     def __init__(
         self,
         *,
         min_face_px: int = 40,
         max_work_side_px: int = MAX_WORK_SIDE_PX,
         visibility: VisibilityRule | None = None,
-        refuse_multiple_faces: bool = True,
-        coarse_work_side_px: int = COARSE_WORK_SIDE_PX,
-        coarse_margin: float = COARSE_MARGIN,
-        coarse_skip_levels: int = COARSE_SKIP_LEVELS,
     ) -> None:
-        """``refuse_multiple_faces=False`` takes the largest face instead of applying
-        the one-face rule: a diagnostic for evaluations, never for verification.
-        ``coarse_work_side_px`` and ``coarse_margin`` tune the coarse pass (see
-        the constants; bench/stages.py measures a 320 / 1.0 variant with them).
-        ``coarse_margin`` below ``(6/5) ** coarse_skip_levels`` (1 without skipped
+        """A ``coarse_margin`` below ``(6/5) ** coarse_skip_levels`` (1 without skipped
         levels) would make the coarse pass unsound and is refused."""
         if min_face_px <= 0 or max_work_side_px < HOG_WINDOW_PX:
             raise ValueError("min_face_px must be > 0 and max_work_side_px >= 80")
-        if coarse_skip_levels < 0 or coarse_work_side_px < HOG_WINDOW_PX:
+        if self.coarse_skip_levels < 0 or self.coarse_work_side_px < HOG_WINDOW_PX:
             raise ValueError("coarse_skip_levels must be >= 0 and coarse_work_side_px >= 80")
-        if coarse_margin < (PYRAMID_RATE / (PYRAMID_RATE - 1)) ** coarse_skip_levels:
+        if self.coarse_margin < (PYRAMID_RATE / (PYRAMID_RATE - 1)) ** self.coarse_skip_levels:
             raise ValueError(
                 "coarse_margin must be >= (6/5) ** coarse_skip_levels: the faces the coarse "
                 "pass cannot see must be too small to count"
@@ -248,10 +253,7 @@ class FaceDetector:
         self.min_face_px = min_face_px
         self.max_work_side_px = max_work_side_px
         self.visibility = visibility if visibility is not None else VisibilityRule()
-        self.refuse_multiple_faces = refuse_multiple_faces
-        self.coarse_work_side_px = coarse_work_side_px
-        self.coarse_skip_levels = coarse_skip_levels
-        self._coarse_accept_px = coarse_margin * HOG_WINDOW_PX / self.visibility.min_side_ratio
+        self._coarse_accept_px = self.coarse_margin * HOG_WINDOW_PX / self.visibility.min_side_ratio
         self._local = threading.local()
 
     def _dlib_detector(self):  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """The shape envelope: which images the intake accepts and which arrays may reach native code.
 
 dlib's image pyramid, which its HOG detector builds on every call, writes out
-of bounds on arrays wider than 81,381 pixels (measured with
+of bounds on arrays wider than some 80,000 pixels (the width was measured with
 ``bench/envelope.py``; tall arrays become wide through the rotation retry, and
 small ones through dlib's own upsampling) and the process aborts. Nothing a
 client sends may therefore reach dlib (or onnxruntime) unless its shape is
@@ -41,7 +41,7 @@ MAX_IMAGE_SIDE_PX = 10_000
 # copy (shorter side <= 720) stays <= 2,880 px long.
 MAX_ASPECT_RATIO = 4.0
 # Any array handed to native code: ten times under the first width measured to
-# corrupt memory (81,382-81,396 px), and above every working copy the intake's
+# corrupt memory (docs/images.md), and above every working copy the intake's
 # limits allow (about 3,000 px with the default detector; room for custom ones).
 MAX_NATIVE_SIDE_PX = 8192
 MAX_NATIVE_PIXELS = 8192 * 2048

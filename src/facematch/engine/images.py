@@ -1,4 +1,4 @@
-"""Image intake: base64 text or raw bytes → an upright RGB ``uint8`` array.
+"""Image intake: encoded bytes, a file, base64 text or pixels → an upright RGB ``uint8`` array.
 
 Everything a client sends passes through here first, so the checks run
 cheapest-first and nothing large is allocated before it has been measured:
@@ -12,6 +12,11 @@ cheapest-first and nothing large is allocated before it has been measured:
 5. EXIF orientation, mode conversion to RGB, and for PNG/WebP a reduction to
    the caller's working size (they have no reduced-size decoding).
 
+:func:`load_image` is the matcher's entry: it takes every
+:data:`ImageInput` (a ``str`` is always a file path; base64 text comes wrapped
+in :class:`Base64Image`) and brings it to :func:`decode_image`, or checks an
+already decoded array against the same limits.
+
 Pillow's own exceptions are translated into :mod:`facematch.engine.errors`
 classes. No Pillow global (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``) is
 read for our limits or changed: every limit is an argument, so concurrent
@@ -21,11 +26,15 @@ calls with different limits cannot interfere. See docs/images.md.
 from __future__ import annotations
 
 import binascii
+import errno
 import io
+import os
 import re
 import struct
 import zlib
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import TypeAlias
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -41,7 +50,16 @@ from facematch.engine.errors import (
     UnsupportedImageError,
 )
 
-__all__ = ["DecodedImage", "ImageLimits", "decode_base64", "decode_image"]
+__all__ = [
+    "Base64Image",
+    "DecodedImage",
+    "ImageInput",
+    "ImageLimits",
+    "decode_base64",
+    "decode_image",
+    "load_image",
+    "read_image_file",
+]
 
 # Pillow format names we open; Image.open tries no other plugin.
 _PILLOW_FORMATS = ("JPEG", "PNG", "WEBP")
@@ -106,10 +124,9 @@ class ImageLimits:
     # their decode cost, which JPEG's reduced decoding does not need.
     max_full_decode_pixels: int = 16_000_000
     # A JPEG's scans × its pixels. Each scan is a pass over every block of its
-    # component(s), however few bytes it holds (~0.6 ms per megapixel for the
-    # costliest kind), so a 2 MB file of 50,000 scans cost 35 s of CPU. Encoders
-    # write 1 scan (baseline) to ~10 (progressive): this allows 12 scans at
-    # 40 MP, 40 at 12 MP (docs/images.md).
+    # component(s), however few bytes it holds, so a small file of many scans
+    # costs seconds of CPU (measured in docs/images.md). Encoders write 1 scan
+    # (baseline) to ~10 (progressive): this allows 12 scans at 40 MP, 40 at 12 MP.
     max_jpeg_scan_pixels: int = 12 * 40_000_000
 
     def __post_init__(self) -> None:
@@ -136,7 +153,30 @@ class DecodedImage:
     pixels: np.ndarray  # RGB uint8 [h, w, 3], C-contiguous, EXIF orientation applied
     original_size_px: tuple[int, int]  # (width, height) of the upright full-resolution image
     scale: float  # pixels width / original width (1.0 unless reduced decoding was used)
-    format: str  # "JPEG" | "PNG" | "WEBP"
+    format: str  # "JPEG" | "PNG" | "WEBP", or "ARRAY" for pixels given as an array
+
+
+@dataclass(frozen=True)
+class Base64Image:
+    """Base64 text of an encoded image (optionally a ``data:...;base64,`` URL).
+
+    A plain ``str`` given to the matcher is a file path; text to be decoded is
+    wrapped in this, so that it is decoded with the matcher's byte limit, when
+    the matcher reaches that image (:func:`decode_base64` has the rules).
+    """
+
+    text: str = dataclass_field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Base64Image(<{len(self.text)} characters>)"
+
+
+#: What the matcher accepts as an image: the encoded file's bytes, a path to it
+#: (``str`` or ``os.PathLike``), base64 text wrapped in :class:`Base64Image`, or
+#: the pixels themselves (RGB ``uint8`` array ``[h, w, 3]``, upright).
+ImageInput: TypeAlias = (
+    bytes | bytearray | memoryview | str | os.PathLike[str] | Base64Image | np.ndarray
+)
 
 
 def decode_base64(text: str | bytes, *, max_bytes: int) -> bytes:
@@ -236,6 +276,93 @@ def decode_image(
         )
     finally:
         image.close()
+
+
+def load_image(
+    source: ImageInput,
+    *,
+    limits: ImageLimits = ImageLimits(),
+    max_side_px: int | None = None,
+) -> DecodedImage:
+    """Any :data:`ImageInput` → :class:`DecodedImage`, under ``limits``.
+
+    Bytes go to :func:`decode_image`; a ``str`` or ``os.PathLike`` is a file
+    read with :func:`read_image_file` (never base64: that is :class:`Base64Image`);
+    an array is checked like a decoded file (area, sides, shape envelope) and
+    reduced like a PNG (whole factor, longer side kept ``>= max_side_px``).
+    """
+    if isinstance(source, np.ndarray):
+        return _from_pixels(source, limits=limits, max_side_px=max_side_px)
+    if isinstance(source, Base64Image):
+        source = decode_base64(source.text, max_bytes=limits.max_bytes)
+    elif isinstance(source, str | os.PathLike):
+        source = read_image_file(source, max_bytes=limits.max_bytes)
+    elif not isinstance(source, bytes | bytearray | memoryview):
+        raise TypeError(
+            "an image is bytes, a path, Base64Image(text) or an RGB uint8 array, "
+            f"not {type(source).__name__}"
+        )
+    return decode_image(bytes(source), limits=limits, max_side_px=max_side_px)
+
+
+def read_image_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
+    """The bytes of the image file at ``path``; more than ``max_bytes`` is refused
+    (:class:`ImageTooLargeError`) without reading the rest.
+
+    A path that names no file raises :class:`FileNotFoundError`, also when it is
+    too long to be a file name (base64 text passed where a path was expected);
+    other failures to read raise :class:`OSError` as :func:`open` does.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        if not isinstance(exc, FileNotFoundError | NotADirectoryError) and exc.errno not in (
+            errno.ENAMETOOLONG,
+            errno.ENOENT,
+        ):
+            raise
+        shown = os.fsdecode(path)
+        if len(shown) > 80:
+            shown = f"{shown[:60]}... ({len(shown)} characters)"
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"no image file at {shown!r} (a str is a file path; "
+            "wrap base64 text in Base64Image, or pass the bytes)",
+        ) from exc
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"image is larger than {max_bytes} bytes")
+    return data
+
+
+def _from_pixels(
+    pixels: np.ndarray, *, limits: ImageLimits, max_side_px: int | None
+) -> DecodedImage:
+    """An upright RGB array checked like a decoded file (its area against the
+    full-decode limit: there is no reduced decoding to spare) and reduced like a PNG."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"pixels must be RGB uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
+    if max_side_px is not None and max_side_px <= 0:
+        raise ValueError("max_side_px must be positive")
+    height, width = pixels.shape[:2]
+    _check_pixels((width, height), limits.full_decode_limit)
+    if min(width, height) < limits.min_side_px:
+        raise ImageTooSmallError(
+            f"image is {width}×{height} pixels; its smaller side must be at least "
+            f"{limits.min_side_px}"
+        )
+    check_image_shape(width, height)
+    reduce_by = 1 if max_side_px is None else max(1, max(width, height) // max_side_px)
+    if reduce_by > 1:
+        out = np.asarray(Image.fromarray(pixels).reduce(reduce_by), dtype=np.uint8)
+    else:
+        out = pixels
+    return DecodedImage(
+        pixels=np.ascontiguousarray(out),
+        original_size_px=(width, height),
+        scale=out.shape[1] / width,
+        format="ARRAY",
+    )
 
 
 def _open(raw: bytes) -> Image.Image:

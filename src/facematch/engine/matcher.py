@@ -1,5 +1,9 @@
 """FaceMatcher: two photos in, "same person?" out.
 
+A photo is any :data:`~facematch.engine.images.ImageInput`: the encoded file's
+bytes, a path (a ``str`` is always a path, never base64 text: that comes wrapped
+in :class:`~facematch.engine.images.Base64Image`), or an RGB ``uint8`` array.
+
 decode (images) → detect (+rotation retry, one-face rule) → align (5-point
 chip) → quality (too dark, over-exposed, blurred, turned away) → embed (one
 batch for both faces) → distance → decision + calibrated confidence. Models
@@ -22,7 +26,7 @@ from facematch.engine.blazeface import BlazeFaceDetector
 from facematch.engine.detect import Detection, FaceDetector, rotate
 from facematch.engine.embed import Embedder, create_embedder
 from facematch.engine.errors import EngineError, ModelError, NoFaceError
-from facematch.engine.images import DecodedImage, ImageLimits, decode_image
+from facematch.engine.images import DecodedImage, ImageInput, ImageLimits, load_image
 from facematch.engine.quality import QualityRule, measure
 from facematch.engine.scoring import (
     Calibration,
@@ -96,7 +100,8 @@ class FaceMatcher:
         detector: FaceDetector | BlazeFaceDetector | None = None,
     ) -> FaceMatcher:
         """The matcher ``settings`` describe; ``calibration`` and ``detector``
-        replace the shipped calibration and the detector ``settings.detector`` names."""
+        replace the calibration (``settings.calibration_file``, else the shipped one)
+        and the detector ``settings.detector`` names."""
         embedder = create_embedder(
             settings.embedder,
             cache_dir=settings.cache_dir,
@@ -111,6 +116,8 @@ class FaceMatcher:
         )
         if detector is None:
             detector = create_detector(settings.detector, min_face_px=settings.min_face_px)
+        if calibration is None and settings.calibration_file is not None:
+            calibration = load_calibration(settings.calibration_file)
         return cls(
             embedder=embedder,
             threshold=settings.match_threshold,
@@ -142,11 +149,11 @@ class FaceMatcher:
 
     # --- the stages -----------------------------------------------------------
 
-    def _decode(self, image: bytes | str) -> DecodedImage:
-        return decode_image(image, limits=self._limits, max_side_px=self._decode_max_side_px)
+    def _decode(self, image: ImageInput) -> DecodedImage:
+        return load_image(image, limits=self._limits, max_side_px=self._decode_max_side_px)
 
     def _locate(
-        self, image: bytes | str, timings: dict[str, float] | None = None
+        self, image: ImageInput, timings: dict[str, float] | None = None
     ) -> tuple[np.ndarray, FaceObservation]:
         """Decode, detect and align one image: (chip, observation without embedding)."""
         lap = _Laps(timings)
@@ -188,7 +195,7 @@ class FaceMatcher:
     # --- public API -----------------------------------------------------------
 
     def observe(
-        self, image: bytes | str, *, timings: dict[str, float] | None = None
+        self, image: ImageInput, *, timings: dict[str, float] | None = None
     ) -> FaceObservation:
         """The one face of ``image`` with its descriptor (raises a FaceError/ImageError).
 
@@ -201,8 +208,14 @@ class FaceMatcher:
         lap("embed")
         return _with_embedding(observation, embedding)
 
-    def match(self, first: bytes | str, second: bytes | str) -> MatchResult:
-        """Compare the faces of two images; errors say which image failed (``.image``)."""
+    def match(self, first: ImageInput, second: ImageInput) -> MatchResult:
+        """Compare the faces of two images; errors say which image failed (``.image``).
+
+        Each image is bytes, a path (``str`` or ``os.PathLike``), ``Base64Image(text)``
+        or an RGB ``uint8`` array ``[h, w, 3]``. A path naming no file raises
+        :class:`FileNotFoundError`; what is wrong with an image or its faces raises
+        an :class:`~facematch.engine.errors.InputError`.
+        """
         chip_a, obs_a = _tagged(self._locate, first, "first")
         chip_b, obs_b = _tagged(self._locate, second, "second")
         embeddings = self._embed([chip_a, chip_b])  # one batch: one network call
@@ -221,7 +234,7 @@ class FaceMatcher:
         return self._decide(first.embedding, second.embedding, first, second)
 
     def match_reference(
-        self, image: bytes | str, reference_embedding: np.ndarray, reference_model_id: str
+        self, image: ImageInput, reference_embedding: np.ndarray, reference_model_id: str
     ) -> MatchResult:
         """Compare the face of ``image`` with a stored descriptor of the same model."""
         if reference_model_id != self.model_id:

@@ -1,14 +1,18 @@
 """Build an ONNX graph equivalent to a parsed dlib network (see :mod:`.dlib_format`).
 
 The graph takes what the engine's :class:`~facematch.engine.embed.Embedder`
-receives: RGB chips ``[n, 150, 150, 3]`` (uint8 by default; float32 with the same
-0..255 values optionally), with a dynamic batch dimension, and returns the
-128-d descriptors ``[n, 128]``. dlib's input normalisation, ``(pixel - avg) / 256``
-per channel, is done inside the graph exactly as dlib does it in float32.
+receives: RGB chips ``[n, 150, 150, 3]`` uint8, with a dynamic batch dimension,
+and returns the 128-d descriptors ``[n, 128]``. dlib's input normalisation,
+``(pixel - avg) / 256`` per channel, is done inside the graph exactly as dlib
+does it in float32.
 
 Each ``affine_`` layer (dlib's inference form of batch norm) follows a
-convolution; by default it is folded into that convolution's weights and bias
-(computed in float64, stored as float32), which removes 29 elementwise passes.
+convolution; it is folded into that convolution's weights and bias (computed
+in float64, stored as float32), which removes 29 elementwise passes.
+
+:func:`build_model` makes the graph the embedder runs. The graphs benchmarks and
+tests compare it with (float32 input, affine layers left unfolded) come from
+:func:`build_experiment`, which nothing in the product calls.
 """
 
 from __future__ import annotations
@@ -111,10 +115,17 @@ def _add_prev(b: _Builder, x: _Value, other: _Value) -> _Value:
     return _Value(name, shape)  # type: ignore[arg-type]
 
 
-def build_model(
+def build_model(net: DlibNetwork) -> onnx.ModelProto:
+    """The ONNX model computing ``net``'s descriptor for NHWC RGB uint8 chips."""
+    return build_experiment(net)
+
+
+def build_experiment(
     net: DlibNetwork, *, input_dtype: str = "uint8", fold_affine: bool = True
 ) -> onnx.ModelProto:
-    """The ONNX model computing ``net``'s descriptor for NHWC RGB chips."""
+    """:func:`build_model` with the converter's choices open, for benchmarks and tests:
+    ``input_dtype="float32"`` takes the same 0..255 values as float32,
+    ``fold_affine=False`` keeps each affine layer as its own Mul/Add."""
     if input_dtype not in ("uint8", "float32"):
         raise ValueError("input_dtype must be 'uint8' or 'float32'")
     rows, cols = net.input.rows, net.input.cols

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from facematch.engine.lfw import ImageKey, Pair, image_path
+from facematch.evaluation.lfw import ImageKey, Pair, image_path
 
 __all__ = [
     "CARD_SIZE_PX",

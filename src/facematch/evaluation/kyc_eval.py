@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facematch.engine.errors import EngineError
-from facematch.engine.lfw import tar_at_fmr
 from facematch.evaluation.kyc import ImageSpec, KycSet
+from facematch.evaluation.lfw import tar_at_fmr
 
 if TYPE_CHECKING:
     from facematch.engine.matcher import FaceMatcher

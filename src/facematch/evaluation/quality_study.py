@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from facematch.engine.embed import create_embedder
 from facematch.engine.errors import EngineError
-from facematch.engine.lfw import image_path, read_pairs
 from facematch.engine.matcher import FaceMatcher
+from facematch.evaluation.lfw import image_path, read_pairs
 
 Degrade = Callable[[Image.Image], Image.Image]
 

@@ -2,7 +2,7 @@
 :mod:`facematch_protocol.envelope` (shared with the SDK); these names stay for the
 server's modules and the admin CLI."""
 
-from facematch_protocol.envelope import (
+from facematch.protocol.envelope import (
     AES_KEY_BYTES,
     MAX_RSA_BITS,
     MIN_RSA_BITS,

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from facematch.engine.errors import EngineError
+from facematch.engine.images import Base64Image
 from facematch.service.auth import AuthContext
 from facematch.service.errors import CATALOGUE, ApiError, ErrorEntry, entry_for_engine_error
 from facematch.service.schemas import FaceMatchRequest, FaceMatchResponse, FaceMatchResult
@@ -316,9 +317,12 @@ async def run_face_match(
 
     # The bytes decoded for storage go to the engine as they are (base64 of a
     # 5 MiB image takes ~25 ms to decode); an image that was not stored or did not
-    # decode goes in as its text, so the engine decodes it and names it in its error.
-    first: bytes | str = stored.get("first", request.first_img)
-    second: bytes | str | None = stored.get("second", request.second_img)
+    # decode goes in as its text, so the engine decodes it and names it in its error
+    # (wrapped: a plain str would be a file path to the engine).
+    first: bytes | Base64Image = stored.get("first") or Base64Image(request.first_img)
+    second: bytes | Base64Image | None = stored.get("second") or (
+        Base64Image(request.second_img) if request.second_img is not None else None
+    )
     start = time.perf_counter()
 
     def elapsed_ms() -> float:

@@ -11,13 +11,13 @@ from typing import Any
 
 from starlette.responses import Response
 
-from facematch_protocol.canonical import (
+from facematch.protocol.canonical import (
     MAX_SAFE_INTEGER,
     CanonicalFormError,
     canonical_json,
     format_number,
 )
-from facematch_protocol.signing import HMAC_HEADER, hmac_hex, verify_hmac
+from facematch.protocol.signing import HMAC_HEADER, hmac_hex, verify_hmac
 
 __all__ = [
     "HMAC_HEADER",

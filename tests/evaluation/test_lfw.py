@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facematch.engine.lfw import (
+from facematch.evaluation.lfw import (
     PairsFormatError,
     image_path,
     parse_pairs,

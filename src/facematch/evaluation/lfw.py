@@ -11,12 +11,19 @@ pipeline cannot use (no face, several faces, ...) gives every pair it is in an
 infinite distance, i.e. the pair is predicted "different" — exactly what a
 client would experience (a refusal is never a match). The counts of such
 images are reported per reason.
+
+:func:`evaluate_pipelines` and :func:`calibrate_on_lfw` are what ``facematch
+eval lfw`` and ``facematch calibrate`` run. The folder comes from the command's
+``--root`` or ``FACEMATCH_LFW_ROOT`` (:data:`LFW_ROOT_ENV`), never from the
+service's settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,25 +32,31 @@ import numpy as np
 from PIL import Image
 
 from facematch.engine.align import Aligner
-from facematch.engine.calibration import impostor_distances
 from facematch.engine.embed import DlibEmbedder, Embedder
 from facematch.engine.errors import EngineError, NoFaceError
 from facematch.engine.types import FaceBox
+from facematch.evaluation.calibration import fit_calibration, impostor_distances
 
 if TYPE_CHECKING:
     from facematch.engine.matcher import FaceMatcher
+    from facematch.engine.scoring import Calibration
 
 __all__ = [
+    "DEFAULT_LFW_ROOT",
+    "LFW_ROOT_ENV",
     "DescriptorCache",
     "EnginePipeline",
     "EvalReport",
     "Pair",
     "PairsFormatError",
     "Pipeline",
+    "Progress",
     "ReferencePipeline",
     "all_images",
+    "calibrate_on_lfw",
     "distinct_images",
     "evaluate",
+    "evaluate_pipelines",
     "image_path",
     "parse_pairs",
     "read_pairs",
@@ -53,6 +66,14 @@ __all__ = [
 ]
 
 ImageKey = tuple[str, int]
+#: ``progress(description, total)`` opens a progress display and gives the
+#: callback that advances it by a number of images.
+Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+#: The variable the evaluation commands, tests and bench/ read the LFW folder from.
+LFW_ROOT_ENV = "FACEMATCH_LFW_ROOT"
+#: Where the folder is looked for without it: a checkout next to the shared data.
+DEFAULT_LFW_ROOT = Path("../shared/data/lfw-view1")
 
 
 class PairsFormatError(ValueError):
@@ -400,3 +421,58 @@ class DescriptorCache:
             out.update(fresh)
             self.save()
         return out
+
+
+# --- runs -------------------------------------------------------------------------
+
+
+def _no_progress(_description: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
+    return contextlib.nullcontext(lambda _done: None)
+
+
+def evaluate_pipelines(
+    pipelines: Sequence[Pipeline],
+    root: Path,
+    pairs: list[Pair],
+    *,
+    cache: Path | None = None,
+    progress: Progress | None = None,
+) -> list[EvalReport]:
+    """One report per pipeline on ``pairs`` (images under ``root``), each image
+    embedded once per pipeline; ``cache`` keeps descriptors between runs."""
+    progress = progress or _no_progress
+    keys = distinct_images(pairs)
+    store = DescriptorCache(cache)
+    reports = []
+    for pipeline in pipelines:
+        with progress(pipeline.name, len(keys)) as advance:
+            results = store.run(pipeline, root, keys, progress=advance)
+        reports.append(evaluate(pipeline, pairs, results))
+    return reports
+
+
+def calibrate_on_lfw(
+    matcher: FaceMatcher,
+    root: Path,
+    pairs: list[Pair],
+    check_pairs: list[Pair],
+    *,
+    cache: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[Calibration, str]:
+    """Embed every image under ``root`` with ``matcher`` and fit its calibration
+    (:func:`~facematch.evaluation.calibration.fit_calibration`): logistic on
+    ``pairs``, thresholds on all cross-identity pairs, a check on ``check_pairs``.
+
+    The matcher's own calibration is not used (see
+    :func:`~facematch.evaluation.calibration.placeholder_calibration`). Raises
+    ValueError when the images are too few to fit.
+    """
+    progress = progress or _no_progress
+    keys = all_images(root)
+    if not keys:
+        raise ValueError(f"no images under {root / 'images'}")
+    store = DescriptorCache(cache)
+    with progress("embedding", len(keys)) as advance:
+        results = store.run(EnginePipeline(matcher), root, keys, progress=advance)
+    return fit_calibration(results, pairs, check_pairs, matcher.model_id)
