@@ -1,6 +1,6 @@
 """Do the engine's native calls release the GIL? Measured, not assumed.
 
-The service runs CPU work on a thread pool (``facematch.service.workpool``).
+The service runs CPU work on a thread pool (``facematch.service.runtime.workpool``).
 That only uses more than one core if the heavy native calls (Pillow decode,
 dlib HOG detection, dlib landmarks/descriptor, onnxruntime) release the GIL
 while they run. For each call this script runs the same fixed amount of work

@@ -16,7 +16,7 @@ import os
 import statistics
 import time
 
-from facematch.service.throttle import FailureThrottle
+from facematch.service.runtime.throttle import FailureThrottle
 from facematch.store import security
 from facematch.store.security import ScryptCost
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from facematch.engine.images import decode_base64
+from facematch.service.application.transactions import fetch_images, record_images
 from facematch.service.client_crypto import encrypt_json_for_client
 from facematch.service.signing import canonical_json, hmac_hex
-from facematch.service.transactions import fetch_images, record_images
 from facematch.store import db, repository
 from facematch.store.models import Transaction
 from facematch.store.vault import new_key_spec, vault_from_specs
@@ -121,7 +121,7 @@ def main() -> None:
             def fetch(last: list[str] = last) -> None:
                 with factory() as session:
                     answer = fetch_images(
-                        session, vault, organisation_id=ids[0], transaction_id=last[0], lang="en"
+                        session, vault, organisation_id=ids[0], transaction_id=last[0]
                     )
                     encrypt_json_for_client(answer, public_key)
 

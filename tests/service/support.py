@@ -6,6 +6,8 @@ import base64
 import io
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,8 +117,8 @@ class StubMatcher:
     entered: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
     def _run(self, first: bytes | Base64Image) -> MatchResult:
-        # Like FaceMatcher: bytes are the image itself (the service passes the bytes
-        # it decoded to store them), Base64Image its base64 text.
+        # Like FaceMatcher: bytes are the image itself (what the service passes: it
+        # decodes each image once), Base64Image its base64 text.
         raw = first if isinstance(first, bytes) else base64.b64decode(first.text)
         instruction = raw.decode(errors="replace")
         if instruction.startswith("raise:"):
@@ -153,3 +155,22 @@ class StubMatcher:
         self, image: bytes | Base64Image, reference_embedding: np.ndarray, reference_model_id: str
     ) -> MatchResult:
         return self._run(image)
+
+
+@contextmanager
+def using_vault(app: Any, vault: Any) -> Iterator[None]:
+    """Run the app on another key configuration (a restart with new keys), then back."""
+    services = app.state.services
+    original = app.state.vault
+    parts = (services.face_match, services.transactions)
+
+    def install(chosen: Any) -> None:
+        app.state.vault = chosen
+        for part in parts:
+            part.vault = chosen
+
+    install(vault)
+    try:
+        yield
+    finally:
+        install(original)

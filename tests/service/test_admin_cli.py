@@ -128,3 +128,27 @@ def test_options_read_environment_variables(database_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["organisation"] == org
     assert json.loads(result.output)["password"] == "from-env"
+
+
+def test_create_bundle_makes_its_hmac_secret_when_the_keys_are_here(
+    run, store, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from facematch.store.vault import new_key_spec
+
+    org = _name("org")
+    assert run("create-org", org).exit_code == 0
+    monkeypatch.setenv("FACEMATCH_ENVIRONMENT", "production")
+    monkeypatch.delenv("FACEMATCH_IMAGE_KEYS", raising=False)
+    keyless = run("create-bundle", "-o", org, "--json")
+    assert keyless.exit_code == 0, keyless.output
+    monkeypatch.setenv("FACEMATCH_IMAGE_KEYS", new_key_spec("k1"))
+    keyed = run("create-bundle", "-o", org, "--json")
+    assert keyed.exit_code == 0, keyed.output
+
+    with store() as session:
+        without = repository.get_bundle(session, bundle_id=json.loads(keyless.output)["bundle_id"])
+        with_keys = repository.get_bundle(session, bundle_id=json.loads(keyed.output)["bundle_id"])
+        # Without the image keys the secret waits for the first match; with them it
+        # is made, sealed, with the bundle.
+        assert without.hmac_secret_ciphertext is None
+        assert with_keys.hmac_secret_ciphertext

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from facematch.service.api.demo import demo_enabled
 from facematch.service.app import create_app
-from facematch.service.demo import demo_enabled
 from facematch.service.errors import CATALOGUE
 from facematch.settings import Settings
 from tests.service.conftest import service_settings
@@ -135,7 +135,7 @@ def test_demo_organisation_cannot_read_transactions_back(demo_client: TestClient
 def test_live_demo_tokens_are_bounded(
     demo_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from facematch.service import demo
+    from facematch.service.api import demo
 
     assert demo_client.post("/demo/session").status_code == 200
     # This module's tests hold at least one live demo token now: a cap of 1 is reached.

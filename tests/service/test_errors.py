@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -16,6 +17,7 @@ from sqlalchemy import create_engine, update
 from sqlalchemy.orm import sessionmaker
 
 from facematch.engine import errors as engine_errors
+from facematch.service import errors as service_errors
 from facematch.service.errors import CATALOGUE, ENGINE_ERRORS, LANGS, entry_for_engine_error
 from facematch.store.models import AccessToken, Transaction, utcnow
 from facematch.store.security import digest_secret
@@ -337,3 +339,67 @@ def test_server_error_is_logged_with_request_id_and_no_image(
     assert secret_image not in logged
     assert ctx.token not in logged
     assert ctx.creds.bundle_key not in logged
+
+
+def _subclasses(root: type[Exception]) -> list[type[Exception]]:
+    found, todo = [], [root]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_class_of_the_service_tree_has_its_own_row() -> None:
+    classes = [
+        cls
+        for cls in _subclasses(service_errors.ServiceError)
+        if cls.__module__ == service_errors.__name__
+    ]
+    assert len(classes) > 40
+    for cls in classes:
+        assert cls in service_errors.ERROR_MAP, f"{cls.__name__} has no catalogue entry"
+    # Every entry is reachable from some class: the catalogue has no orphan.
+    mapped = {entry.name for entry in service_errors.ERROR_MAP.values()}
+    assert mapped == set(CATALOGUE)
+
+
+def test_a_misspelt_entry_name_fails_when_the_map_is_built() -> None:
+    with pytest.raises(RuntimeError, match="quota_exhausetd"):
+        service_errors._build_map({service_errors.QuotaExhausted: "quota_exhausetd"})
+    # An OAuth refusal must answer in the OAuth shape, and only it.
+    with pytest.raises(RuntimeError, match="wrong answer shape"):
+        service_errors._build_map({service_errors.OAuthInvalidGrant: "bundle_invalid"})
+
+
+def test_the_map_resolves_through_the_mro() -> None:
+    class NewRefusal(service_errors.AccessDenied):
+        pass
+
+    assert service_errors.entry_for(NewRefusal()) is CATALOGUE["token_invalid"]
+    assert service_errors.entry_for(ValueError("not ours")) is CATALOGUE["internal_error"]
+
+
+def test_the_one_writer_renders_both_shapes() -> None:
+    reply = service_errors.error_reply(
+        service_errors.MissingField("bundle_key"),
+        lang="ar",
+        trials_remaining=2,
+        transaction_id="t-1",
+    )
+    body = json.loads(reply.body)
+    assert reply.status == 400
+    assert body == {
+        "message": CATALOGUE["missing_field"].ar,
+        "error_code": 1003,
+        "field": "bundle_key",
+        "transaction_id": "t-1",
+        "trials_remaining": 2,
+    }
+    oauth = service_errors.error_reply(service_errors.OAuthSlowDown(retry_after_s=7))
+    assert json.loads(oauth.body) == {
+        "error": "slow_down",
+        "error_description": CATALOGUE["oauth_slow_down"].en,
+    }
+    assert ("Retry-After", "7") in oauth.headers
+    assert ("Cache-Control", "no-store") in oauth.headers

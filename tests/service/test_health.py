@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from facematch.service.routes.health import Readiness, blocking_check
-from facematch.service.routes.health import router as ops_router
+from facematch.service.api.routes.health import router as ops_router
+from facematch.service.runtime.readiness import Readiness, blocking_check
 
 
 def _app(readiness: Readiness | None) -> FastAPI:
@@ -134,7 +134,7 @@ def test_readyz_hides_the_reason_and_logs_it_once_per_change(
     readiness = Readiness()
     readiness.add("database", database_down)
     client = TestClient(_app(readiness))
-    with caplog.at_level("INFO", logger="facematch.service.routes.health"):
+    with caplog.at_level("INFO", logger="facematch.service.runtime.readiness"):
         answers = [client.get("/readyz") for _ in range(3)]
     assert all(secret not in answer.text for answer in answers)
     assert [a.json()["checks"]["database"] for a in answers] == ["failed"] * 3

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from facematch.service.api.json_body import MAX_DEPTH, InvalidJsonError, parse_json_object
 from facematch.service.errors import CATALOGUE
-from facematch.service.json_body import MAX_DEPTH, InvalidJsonError, parse_json_object
 from facematch.store.models import AccessToken
 from facematch.store.security import digest_secret
 from tests.service.conftest import TEST_METRICS_TOKEN

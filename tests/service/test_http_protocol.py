@@ -13,7 +13,7 @@ import socket
 import uvicorn
 from uvicorn.server import ServerState
 
-from facematch.service.http_protocol import ConnectionLimits, GuardedHTTPProtocol
+from facematch.service.runtime.http_protocol import ConnectionLimits, GuardedHTTPProtocol
 
 
 async def _tiny_app(scope, receive, send):  # type: ignore[no-untyped-def]
@@ -65,7 +65,7 @@ def test_accepted_connections_have_nagle_off() -> None:
 def test_the_listener_uvicorn_binds_is_the_case_being_fixed() -> None:
     # Why the fix exists: uvicorn's listener reports proto 0, which makes asyncio
     # skip TCP_NODELAY. If a uvicorn release binds with IPPROTO_TCP, this fails and
-    # the workaround in facematch.service.http_protocol can go.
+    # the workaround in facematch.service.runtime.http_protocol can go.
     config = uvicorn.Config(_tiny_app, host="127.0.0.1", port=0)
     listener = config.bind_socket()
     try:

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from facematch.service.logging import (
+from facematch.service.runtime.logging import (
     ACCESS_LOGGER,
     JsonFormatter,
     RedactionFilter,

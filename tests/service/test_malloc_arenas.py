@@ -9,14 +9,14 @@ import textwrap
 
 import pytest
 
-from facematch.service.malloc_arenas import limit_malloc_arenas
+from facematch.service.runtime.malloc_arenas import limit_malloc_arenas
 
 # Eight threads allocate at once; glibc's malloc_stats() then lists one
 # "Arena N:" block per arena on stderr.
 PROBE = textwrap.dedent(
     """
     import ctypes, ctypes.util, sys, threading
-    from facematch.service.malloc_arenas import limit_malloc_arenas
+    from facematch.service.runtime.malloc_arenas import limit_malloc_arenas
     if sys.argv[1] == "limit":
         assert limit_malloc_arenas(2)
     barrier = threading.Barrier(8)

@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from facematch.service.metrics import UNMATCHED_ROUTE, MetricsMiddleware, ServiceMetrics
-from facematch.service.routes.health import router as ops_router
+from facematch.service.api.routes.health import router as ops_router
+from facematch.service.runtime.metrics import UNMATCHED_ROUTE, MetricsMiddleware, ServiceMetrics
 
 
 def _app() -> FastAPI:
@@ -118,7 +118,7 @@ def test_two_apps_in_one_process_have_separate_registries() -> None:
 _WORKER = textwrap.dedent(
     """
     import sys
-    from facematch.service.metrics import ServiceMetrics
+    from facematch.service.runtime.metrics import ServiceMetrics
     m = ServiceMetrics()
     m.requests.labels("POST", "/api/v1/face/match/", "200").inc(int(sys.argv[1]))
     m.set_queue_depth(int(sys.argv[2]))

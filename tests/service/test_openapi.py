@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from facematch.service.api.docs_pages import REDOC_REMOTE_LOGO
 from facematch.service.app import create_app
-from facematch.service.docs_pages import REDOC_REMOTE_LOGO
 from facematch.service.errors import CATALOGUE
 from facematch.settings import Settings
 

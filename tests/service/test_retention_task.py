@@ -12,7 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from facematch.service.app import create_app
-from facematch.service.retention_task import purge_periodically, start_purge_task, stop_purge_task
+from facematch.service.runtime.retention_task import (
+    purge_periodically,
+    start_purge_task,
+    stop_purge_task,
+)
 from facematch.store import db
 from facematch.store.models import Transaction, TransactionImage, utcnow
 from tests.service.conftest import service_settings

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from facematch.service.app import create_app
 from facematch.service.errors import CATALOGUE
-from facematch.service.serving import DeadlineMiddleware
+from facematch.service.runtime.serving import DeadlineMiddleware
 from facematch.store.models import Transaction
 from tests.service.conftest import TEST_METRICS_TOKEN, service_settings
 from tests.service.support import StubMatcher, bearer, issue_token, provision, script

@@ -25,13 +25,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select, text, update
 
 from facematch.service.app import create_app
-from facematch.service.auth import AuthContext
-from facematch.service.matching import _open_transaction
-from facematch.service.retention_task import purge_once
+from facematch.service.application.calls import CallRecord
+from facematch.service.runtime.retention_task import purge_once
 from facematch.store import repository
 from facematch.store.db import session_scope
 from facematch.store.models import AccessToken, Bundle, Transaction, utcnow
 from facematch.store.retention import purge_expired
+from facematch.store.views import TokenRef
 from tests.service.conftest import service_settings
 from tests.service.keys import client_private_key
 from tests.service.support import Credentials, StubMatcher, bearer, issue_token, provision, script
@@ -243,12 +243,13 @@ def _die_mid_way(client: TestClient, creds: Credentials) -> str:
         token = session.scalar(
             select(AccessToken).where(AccessToken.bundle_id == creds.bundle_id).limit(1)
         )
-        bundle = session.get(Bundle, creds.bundle_id)
-        auth = AuthContext(token=token, lang="en", trials_remaining=2)
-        transaction, _reference, _images = _open_transaction(
-            session, auth=auth, bundle=bundle, reference_id=None, vault=client.app.state.vault
-        )
-        return transaction.id
+        ref = TokenRef.of(token)
+    service = client.app.state.services.face_match  # type: ignore[attr-defined]
+    body = {"bundle_key": creds.bundle_key, "first_img": script("ok"), "second_img": script("ok")}
+    call = CallRecord()
+    opened = service._open(ref, body, False, call)
+    assert call.transaction_id == opened.transaction_id
+    return str(opened.transaction_id)
 
 
 def _inquire(client: TestClient, creds: Credentials, transaction_id: str) -> dict[str, Any]:

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from facematch.service.api.routes.token import token_guard
 from facematch.service.app import create_app
 from facematch.service.errors import CATALOGUE
-from facematch.service.routes.token import token_guard
-from facematch.service.throttle import FailureThrottle
+from facematch.service.runtime.throttle import FailureThrottle
 from facematch.store import repository, security
 from facematch.store.db import session_scope
 from facematch.store.models import User

@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select, text, update
 
-from facematch.engine.images import Base64Image
 from facematch.service.errors import CATALOGUE, LANGS
 from facematch.store.db import session_scope
 from facematch.store.models import AccessToken, Bundle, Organisation, Transaction, utcnow
@@ -30,7 +29,14 @@ from facematch.store.retention import purge_expired
 from facematch.store.sealed import ensure_bundle_hmac_secret
 from facematch.store.vault import new_key_spec, vault_from_specs
 from tests.service.keys import client_private_key, other_client_private_key, public_pem
-from tests.service.support import Credentials, bearer, issue_token, provision, script
+from tests.service.support import (
+    Credentials,
+    bearer,
+    issue_token,
+    provision,
+    script,
+    using_vault,
+)
 
 MATCH = "/api/v1/face/match/"
 INQUIRE = "/api/v1/transaction/inquire/"
@@ -319,12 +325,11 @@ def test_bundle_without_image_storage(client: TestClient, faces: dict[str, str])
     assert record["images_stored"] == []
 
 
-def test_engine_gets_the_bytes_decoded_for_storage(
+def test_engine_gets_the_bytes_decoded_once(
     client: TestClient, faces: dict[str, str], matcher: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each image's base64 is decoded once: the engine gets the bytes that were
-    stored; with storage off it gets the text (as Base64Image: a str would be a
-    path) and decodes it itself."""
+    """Each image's base64 is decoded once, at the edge: the engine gets the bytes,
+    whether the bundle stores images or not."""
     seen: list[tuple[object, object]] = []
     real_match = matcher.match
 
@@ -344,7 +349,7 @@ def test_engine_gets_the_bytes_decoded_for_storage(
 
     stored_call, unstored_call = seen
     assert stored_call == (base64.b64decode(faces["same_a"]), base64.b64decode(faces["same_b"]))
-    assert unstored_call == (Base64Image(faces["same_a"]), Base64Image(faces["same_b"]))
+    assert unstored_call == stored_call
 
 
 # --- key rotation and retention --------------------------------------------------------------
@@ -354,16 +359,14 @@ def test_key_rotation_keeps_old_images_readable(
     client: TestClient, org: Credentials, faces: dict[str, str]
 ) -> None:
     app = client.app
-    original = app.state.vault  # type: ignore[attr-defined]
     old_spec = new_key_spec("before-rotation")
-    app.state.vault = vault_from_specs([old_spec])  # type: ignore[attr-defined]
-    try:
+    with using_vault(app, vault_from_specs([old_spec])):
         token = issue_token(client, org)
         secret = hmac_secret(client, org)
         transaction_id = match(client, org, token, faces["same_a"], faces["same_b"]).json()[
             "transaction_id"
         ]
-        app.state.vault = vault_from_specs([new_key_spec("after-rotation"), old_spec])  # type: ignore[attr-defined]
+    with using_vault(app, vault_from_specs([new_key_spec("after-rotation"), old_spec])):
         fetched = client.post(
             FETCH,
             json={"bundle_key": org.bundle_key, "transaction_id": transaction_id},
@@ -383,8 +386,6 @@ def test_key_rotation_keeps_old_images_readable(
             )
             == "after-rotation"
         )
-    finally:
-        app.state.vault = original  # type: ignore[attr-defined]
 
 
 def test_purge_deletes_images_and_keeps_the_audit_record(
@@ -467,17 +468,13 @@ def _stub_transaction(stub: TestClient, creds: Credentials, token: str) -> str:
 def _unreadable(stub: TestClient, creds: Credentials, token: str, lang: str) -> Response:
     transaction_id = _stub_transaction(stub, creds, token)
     app = stub.app
-    original = app.state.vault  # type: ignore[attr-defined]
     # The key that sealed the images was dropped from the configuration too early.
-    app.state.vault = vault_from_specs([new_key_spec("unrelated")])  # type: ignore[attr-defined]
-    try:
+    with using_vault(app, vault_from_specs([new_key_spec("unrelated")])):
         return stub.post(
             FETCH,
             json={"bundle_key": creds.bundle_key, "transaction_id": transaction_id, "lang": lang},
             headers=bearer(token),
         )
-    finally:
-        app.state.vault = original  # type: ignore[attr-defined]
 
 
 def _purged(stub: TestClient, creds: Credentials, token: str, lang: str) -> Response:

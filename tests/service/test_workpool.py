@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from facematch.service.workpool import BoundPool, DeadlineExceeded, Overloaded, WorkPool
+from facematch.service.runtime.workpool import BoundPool, DeadlineExceeded, Overloaded, WorkPool
 
 WAIT_S = 10.0  # generous upper bound for events that should happen at once
 

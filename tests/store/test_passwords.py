@@ -76,7 +76,7 @@ def test_importing_the_store_runs_no_scrypt() -> None:
         "calls = []\n"
         "real = hashlib.scrypt\n"
         "hashlib.scrypt = lambda *a, **k: calls.append(1) or real(*a, **k)\n"
-        "import facematch.store.repository, facematch.service.routes.token\n"
+        "import facematch.store.repository, facematch.service.api.routes.token\n"
         "print(len(calls))\n"
     )
     result = subprocess.run(

@@ -222,6 +222,17 @@ def test_ensure_creates_one_secret_and_keeps_it(session: Session) -> None:
     assert ensure_bundle_hmac_secret(session, vault, bundle) == first
 
 
+def test_a_bundle_made_with_the_vault_has_its_secret_from_the_start(session: Session) -> None:
+    vault = vault_from_specs([new_key_spec("k1")])
+    organisation = repository.create_organisation(session, name=f"org-{uuid.uuid4().hex[:8]}")
+    bundle, _key = repository.create_bundle(session, organisation=organisation, vault=vault)
+    assert bundle.hmac_secret_ciphertext is not None
+    secret = bundle_hmac_secret(vault, bundle)
+    assert len(secret) >= 40
+    # ensure finds it and writes nothing new.
+    assert ensure_bundle_hmac_secret(session, vault, bundle) == secret
+
+
 def test_purge_deletes_image_bytes_and_keeps_the_audit_record(session: Session) -> None:
     vault = vault_from_specs([new_key_spec("k1")])
     old = _transaction(session, retention_days=30, age_days=31)

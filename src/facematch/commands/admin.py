@@ -209,6 +209,15 @@ def _bundle_options(function: Any) -> Any:
 def _create_bundle(session: Session, settings: Settings, org: Any, **options: Any) -> Any:
     from facematch.store import repository
     from facematch.store.models import SERVICES
+    from facematch.store.vault import VaultConfigError, vault_from_settings
+
+    # The bundle's HMAC secret is made with the bundle when this shell has the image
+    # keys; an admin host without them (production keys live on the servers) leaves
+    # it to the opening commit of the bundle's first match.
+    try:
+        vault = vault_from_settings(settings)
+    except VaultConfigError:
+        vault = None
 
     services = [s.strip() for s in options["services"].split(",") if s.strip()]
     unknown = sorted(set(services) - set(SERVICES))
@@ -223,6 +232,7 @@ def _create_bundle(session: Session, settings: Settings, org: Any, **options: An
         token_lifetime_s=options["token_lifetime_s"] or settings.token_lifetime_s,
         store_images=options["store_images"],
         retention_days=options["retention_days"],
+        vault=vault,
     )
 
 

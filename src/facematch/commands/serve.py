@@ -22,7 +22,7 @@ def _prepare_metrics_dir() -> Path | None:
 
     With several workers a scrape of /metrics lands on any one of them, so every
     worker writes its metrics to files in one shared directory and each scrape
-    sums them all (see facematch.service.metrics). An operator-supplied
+    sums them all (see facematch.service.runtime.metrics). An operator-supplied
     directory is emptied first (stale files from an earlier run would be
     summed in); otherwise a fresh temporary one is made and removed at exit.
     Returns the directory to remove at exit, if any.
@@ -108,9 +108,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     from facematch.commands.transactions import check_image_keys
-    from facematch.service.http_protocol import GuardedHTTPProtocol
-    from facematch.service.logging import configure_logging
-    from facematch.service.workpool import default_threads
+    from facematch.service.runtime.http_protocol import GuardedHTTPProtocol
+    from facematch.service.runtime.logging import configure_logging
+    from facematch.service.runtime.workpool import default_threads
     from facematch.settings import get_settings
 
     settings = get_settings()
@@ -122,7 +122,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     cleanup = _prepare_metrics_dir() if count > 1 else None
     try:
         uvicorn.run(
-            "facematch.service.serving:worker_app",
+            "facematch.service.app:worker_app",
             factory=True,
             host=host or settings.host,
             port=settings.port if port is None else port,

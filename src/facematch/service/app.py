@@ -1,42 +1,53 @@
-"""The FastAPI application: :func:`create_app` builds it from explicit settings.
+"""The composition root: :func:`create_app` builds the whole service from explicit settings.
 
-Nothing heavy happens at import or in :func:`create_app`; the lifespan opens
-the database (creating or upgrading the schema), loads the face engine once and
-starts the bounded work pool the engine runs on.
+Nothing heavy happens at import or in :func:`create_app`. The one lifespan,
+in order: image keys (the server refuses to start without usable ones) →
+database (creating or upgrading the schema) → face engine (loaded once,
+wrapped for metrics) → work pool → the use cases (:class:`Services`) →
+readiness checks → housekeeping task. Shutdown runs backwards: readiness
+reports shutting down, the pool drains, the task stops, the database closes.
 
-Every error response, including the framework's own (404, 405, validation),
-comes from the one catalogue in :mod:`facematch.service.errors`.
+Middleware, outermost first: request id and access log → metrics → deadline →
+body limit → routes. Every error answer comes from the one handler of
+:mod:`facematch.service.api.errors`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from facematch import __version__
-from facematch.service.body_limit import BodyLimitMiddleware
-from facematch.service.demo import install_demo
-from facematch.service.docs_pages import install_offline_docs
-from facematch.service.errors import CATALOGUE, ApiError, OAuthError, entry_for_status
-from facematch.service.openapi import install_openapi
-from facematch.service.retention_task import start_purge_task, stop_purge_task
-from facematch.service.routes import face_match, token, transactions
-from facematch.service.serving import install_serving
-from facematch.service.workpool import WorkPool, default_threads
+from facematch.engine.protocols import Matcher
+from facematch.service.api.demo import install_demo
+from facematch.service.api.docs_pages import install_offline_docs
+from facematch.service.api.errors import install_error_handler
+from facematch.service.api.openapi import install_openapi
+from facematch.service.api.routes import face_match, token, transactions
+from facematch.service.api.routes.health import router as ops_router
+from facematch.service.application.face_match import FaceMatchService
+from facematch.service.application.services import Services
+from facematch.service.application.tokens import TokenService
+from facematch.service.application.transactions import TransactionQueries
+from facematch.service.runtime.body_limit import BodyLimitMiddleware
+from facematch.service.runtime.logging import RequestIdMiddleware
+from facematch.service.runtime.metrics import MetricsMiddleware, ServiceMetrics
+from facematch.service.runtime.readiness import MetricsAccess, Readiness, blocking_check
+from facematch.service.runtime.retention_task import start_purge_task, stop_purge_task
+from facematch.service.runtime.serving import DeadlineMiddleware, InstrumentedMatcher
+from facematch.service.runtime.workpool import WorkPool, default_threads
 from facematch.settings import Settings, get_settings
 from facematch.store import db
-from facematch.store.vault import vault_from_settings
+from facematch.store.db import ping
+from facematch.store.vault import Vault, vault_from_settings
 
 if TYPE_CHECKING:
     from facematch.engine.matcher import FaceMatcher
@@ -87,23 +98,49 @@ def api_docs_enabled(settings: Settings) -> bool:
     return settings.environment == "development"
 
 
-def create_app(settings: Settings | None = None, *, matcher: FaceMatcher | None = None) -> FastAPI:
-    """The service app. ``matcher`` lets tests share one loaded engine between apps."""
+def create_app(settings: Settings | None = None, *, matcher: Matcher | None = None) -> FastAPI:
+    """The service app. ``matcher`` lets tests share one loaded engine between apps
+    (or use a stand-in: anything with the :class:`~facematch.engine.protocols.Matcher`
+    shape)."""
     settings = settings or get_settings()
+    metrics = ServiceMetrics()
+    readiness = Readiness(timeout_s=settings.readiness_timeout_s)
+
+    def on_job(name: str, queued_s: float, ran_s: float) -> None:
+        metrics.observe_stage("queue_wait", queued_s)
+        metrics.observe_stage(f"engine_{name}", ran_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state
         # Image keys first: without usable keys the server refuses to start.
-        app.state.vault = vault_from_settings(settings)
+        state.vault = vault_from_settings(settings)
         engine = db.create_db_engine(db.database_url(settings))
         await run_in_threadpool(db.migrate, engine)
-        app.state.db_engine = engine
-        app.state.session_factory = db.create_session_factory(engine)
-        app.state.matcher = matcher or await run_in_threadpool(_load_matcher, settings)
+        state.db_engine = engine
+        state.session_factory = db.create_session_factory(engine)
+        loaded: Matcher = (
+            matcher if matcher is not None else await run_in_threadpool(_load_matcher, settings)
+        )
+        state.matcher = InstrumentedMatcher(loaded, metrics)
         threads = min(settings.cpu_threads or default_threads(), settings.max_inflight_matches)
-        app.state.pool = WorkPool(threads=threads, max_pending=settings.max_inflight_matches)
+        pool = WorkPool(threads=threads, max_pending=settings.max_inflight_matches)
+        pool.on_depth = metrics.set_queue_depth
+        pool.on_job = on_job
+        state.pool = pool
+        state.services = build_services(
+            settings, vault=state.vault, matcher=state.matcher, pool=pool, app=app
+        )
+
+        async def engine_loaded() -> None:
+            if getattr(state, "matcher", None) is None:
+                raise RuntimeError("face engine not loaded")
+
+        readiness.add("engine", engine_loaded)
+        readiness.add("database", blocking_check(database_probe(app), name="database"))
+        state.readiness = readiness
         purge_task = start_purge_task(
-            app.state.session_factory,
+            state.session_factory,
             settings.purge_interval_s,
             pending_after_s=settings.request_timeout_s + settings.pending_grace_s,
         )
@@ -111,8 +148,12 @@ def create_app(settings: Settings | None = None, *, matcher: FaceMatcher | None 
         try:
             yield
         finally:
+            # uvicorn has stopped accepting and finished in-flight requests (or
+            # given up after graceful_shutdown_s): report not-ready and let queued
+            # engine work end before the database is closed.
+            readiness.shutting_down = True
+            await asyncio.to_thread(pool.shutdown, wait=True)
             await stop_purge_task(purge_task)
-            app.state.pool.shutdown(wait=True)
             engine.dispose()
 
     docs = api_docs_enabled(settings)
@@ -127,76 +168,90 @@ def create_app(settings: Settings | None = None, *, matcher: FaceMatcher | None 
         redirect_slashes=False,  # both slash forms are routed; never answer with a redirect
     )
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.metrics_access = metrics_access(settings)
     app.include_router(token.router)
     app.include_router(face_match.router)
     app.include_router(transactions.router)
+    app.include_router(ops_router)
     install_openapi(app)
     install_offline_docs(app)
     install_demo(app, settings)
-    _install_error_handlers(app)
+    install_error_handler(app)
+    # Starlette wraps in reverse order of addition: the last added is outermost. Request
+    # ids and metrics are outside the body limit, so even a 413 carries an id and is counted.
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         large_body_prefixes=face_match.IMAGE_PATH_PREFIXES,
     )
-    # Request ids, metrics, probes, deadlines, graceful shutdown: outside the body limit,
-    # so even a 413 carries a request id and is counted.
-    install_serving(app, settings)
+    app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=headers)
+def build_services(
+    settings: Settings, *, vault: Vault, matcher: Matcher, pool: WorkPool, app: FastAPI
+) -> Services:
+    """The use cases, built once. Their sessions come from the app's current session
+    factory (tests swap it to simulate an outage)."""
+
+    def sessions() -> Session:
+        session: Session = app.state.session_factory()
+        return session
+
+    return Services(
+        settings=settings,
+        sessions=sessions,
+        vault=vault,
+        matcher=matcher,
+        pool=pool,
+        face_match=FaceMatchService(
+            matcher=matcher,
+            vault=vault,
+            sessions=sessions,
+            max_image_bytes=settings.max_image_bytes,
+        ),
+        tokens=TokenService(
+            sessions=sessions, refresh_lifetime_s=settings.refresh_token_lifetime_s
+        ),
+        transactions=TransactionQueries(vault=vault, sessions=sessions),
+    )
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        body = exc.body()
-        if exc.entry.status >= 500:
-            # Server-side faults: the id the administrator finds in the logs.
-            body["request_id"] = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-        return _json(exc.entry.status, body, exc.headers)
+def database_probe(app: FastAPI) -> Callable[[], None]:
+    """A trivial query through the app's session factory."""
 
-    @app.exception_handler(OAuthError)
-    async def oauth_error(_request: Request, exc: OAuthError) -> JSONResponse:
-        headers = {"Cache-Control": "no-store", "Pragma": "no-cache", **(exc.headers or {})}
-        return _json(exc.entry.status, exc.body(), headers)
+    def probe() -> None:
+        with app.state.session_factory() as session:
+            ping(session)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = ApiError(entry_for_status(exc.status_code))
-        return _json(error.entry.status, error.body(), getattr(exc, "headers", None))
+    return probe
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        loc = [part for part in first.get("loc", ()) if part not in ("body", "query", "header")]
-        name = "missing_field" if first.get("type") == "missing" else "invalid_field"
-        error = ApiError(name, field=str(loc[0]) if loc else None)
-        return _json(error.entry.status, error.body())
 
-    @app.exception_handler(ClientDisconnect)
-    async def client_gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
-        # The client left mid-body: nobody reads this answer, and it is not our fault
-        # (no 500, no traceback in the log).
-        error = ApiError(CATALOGUE["bad_request"])
-        return _json(error.entry.status, error.body(), {"Connection": "close"})
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-        # Only the exception and ids are logged: never the body (images, keys).
-        logger.error(
-            "unhandled error",
-            exc_info=exc,
-            extra={"request_id": request_id, "path": request.url.path},
-        )
-        body = ApiError(CATALOGUE["internal_error"]).body() | {"request_id": request_id}
-        return _json(500, body, {"X-Request-ID": request_id})
+def metrics_access(settings: Settings) -> MetricsAccess:
+    """``/metrics`` behind its token when one is set; else open only in development."""
+    if settings.metrics_token is not None:
+        return MetricsAccess(enabled=True, token=settings.metrics_token.get_secret_value())
+    return MetricsAccess(enabled=settings.environment == "development")
 
 
 def app_factory() -> FastAPI:
     """Entry point for ``uvicorn --factory`` (settings from the environment)."""
     return create_app(get_settings())
+
+
+def worker_app() -> FastAPI:
+    """The uvicorn factory `facematch serve` runs in each worker process.
+
+    Logging is configured here, in the worker, because worker processes are
+    spawned fresh and inherit no logging setup from the supervisor.
+    """
+    from facematch.service.runtime.logging import configure_logging
+    from facematch.service.runtime.malloc_arenas import limit_malloc_arenas
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json_format=settings.log_format == "json")
+    limit_malloc_arenas()  # before any worker thread exists (malloc_arenas docstring)
+    return create_app(settings)

@@ -1,23 +1,66 @@
-"""The one error catalogue of the HTTP service.
+# ruff: noqa: N818 - the domain errors are named for the condition they report
+"""The service's errors: the one catalogue, the one error tree, the one map between them.
 
-Every error any endpoint returns is an :class:`ErrorEntry` of :data:`CATALOGUE`:
-HTTP status, a stable numeric ``error_code``, and the message in English and
-Arabic. Service endpoints answer ``{"message", "error_code"}`` (plus
-``transaction_id`` / ``trials_remaining`` / ``field`` when they apply); the
-OAuth token endpoint answers the OAuth 2.0 shape ``{"error",
-"error_description"}`` from the entries that carry an ``oauth_error``.
+**The catalogue.** Every error any endpoint returns is an :class:`ErrorEntry`
+of :data:`CATALOGUE`: HTTP status, a stable numeric ``error_code``, and the
+message in English and Arabic. Service endpoints answer ``{"message",
+"error_code"}`` (plus ``field`` / ``transaction_id`` / ``trials_remaining``
+when they apply); the OAuth token endpoint answers the OAuth 2.0 shape
+``{"error", "error_description"}`` from the entries that carry an
+``oauth_error``.
 
 Codes by range: 1xxx request and protocol errors, 11xx access token, 12xx
 bundle, 13xx capacity, 15xx server faults, 2xxx processing errors (the image
 or its faces), 22xx reference transactions, 23xx transaction inquiry and
 fetch-images, 3xxx OAuth token endpoint.
 
-:data:`ENGINE_ERRORS` maps every class of :mod:`facematch.engine.errors` to an
-entry; :func:`entry_for_engine_error` resolves the most specific one.
+**The tree.** Everything the service layers raise on purpose derives from
+:class:`ServiceError`; the application layer raises these domain errors and
+knows nothing of HTTP::
+
+    ServiceError
+    ├── RequestRejected                 the request itself is malformed
+    │   ├── InvalidJson, InvalidLang, BadRequest, UnsupportedMediaType, BodyTooLarge
+    │   └── FieldError                  names the offending ``field``
+    │       ├── MissingField, InvalidField
+    │       └── ConflictingFields, InquiryConflictingFields
+    ├── AccessDenied
+    │   ├── TokenMissing, TokenInvalid, TokenExpired, TrialsExhausted
+    │   └── BundleInvalid, ServiceNotEnabled, PublicKeyMissing
+    ├── CapacityExceeded
+    │   ├── QuotaExhausted
+    │   ├── Overloaded                  ``retry_after_s``; the work pool is full
+    │   ├── DeadlineExceeded            the request's deadline passed
+    │   ├── TooManyConnections
+    │   └── DatabaseUnavailable         ``retry_after_s``
+    ├── ResourceNotFound
+    │   ├── RouteNotFound, MethodNotAllowed
+    │   └── TransactionNotFound, AccessTokenNotFound, ImagesNotStored, ImagesPurged
+    ├── ReferenceRejected
+    │   └── ReferenceNotFound, ReferenceModelMismatch
+    ├── ServerFault
+    │   └── InternalError, StoredDataUnreadable
+    └── OAuthRefusal                    answered in the OAuth 2.0 shape
+        └── OAuthInvalidRequest, OAuthInvalidClient, OAuthInvalidGrant,
+            OAuthUnsupportedGrantType, OAuthSlowDown (``retry_after_s``)
+
+**The map.** :data:`ERROR_MAP` is the one declarative table from error class to
+catalogue entry, for this tree and for every class of the engine's
+(:mod:`facematch.engine.errors`). :func:`entry_for` resolves an exception
+through its MRO, so a subclass without a row of its own gets its parent's.
+The names in the table are checked when this module is imported: a typo fails
+at import, never at a raise site.
+
+**The writer.** :func:`error_reply` turns an error and the request's context
+(language, trials left, transaction id) into status, JSON bytes and headers:
+the app's exception handler, the pure-ASGI middleware and the transport-level
+503 all write their errors through it.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -467,120 +510,424 @@ def _check_catalogue() -> None:
 
 _check_catalogue()
 
-# Every class of the engine's error tree → its entry (a test checks completeness).
-ENGINE_ERRORS: dict[type[engine_errors.EngineError], ErrorEntry] = {
-    engine_errors.EngineError: CATALOGUE["internal_error"],
-    engine_errors.InputError: CATALOGUE["image_unreadable"],
-    engine_errors.ImageError: CATALOGUE["image_unreadable"],
-    engine_errors.InvalidBase64Error: CATALOGUE["invalid_base64"],
-    engine_errors.UnsupportedImageError: CATALOGUE["unsupported_image"],
-    engine_errors.CorruptImageError: CATALOGUE["corrupt_image"],
-    engine_errors.ImageTooLargeError: CATALOGUE["image_too_large"],
-    engine_errors.TooManyPixelsError: CATALOGUE["image_too_many_pixels"],
-    engine_errors.ImageTooSmallError: CATALOGUE["image_too_small"],
-    engine_errors.ImageShapeError: CATALOGUE["image_bad_shape"],
-    engine_errors.ImageTooComplexError: CATALOGUE["image_too_complex"],
-    engine_errors.FaceError: CATALOGUE["face_unusable"],
-    engine_errors.NoFaceError: CATALOGUE["no_face"],
-    engine_errors.MultipleFacesError: CATALOGUE["multiple_faces"],
-    engine_errors.FaceTooSmallError: CATALOGUE["face_too_small"],
-    engine_errors.FaceTooDarkError: CATALOGUE["face_too_dark"],
-    engine_errors.FaceOverExposedError: CATALOGUE["face_overexposed"],
-    engine_errors.FaceBlurredError: CATALOGUE["face_blurred"],
-    engine_errors.FaceTurnedError: CATALOGUE["face_turned"],
-    engine_errors.ModelError: CATALOGUE["engine_unavailable"],
-    engine_errors.ModelFormatError: CATALOGUE["engine_unavailable"],
+
+# --- the tree -------------------------------------------------------------------------
+
+
+class ServiceError(Exception):
+    """Root of every error the service raises on purpose (see the module docstring).
+
+    ``field`` names the request field at fault; ``close_connection`` asks the
+    server to close the connection after the answer (the body was not read).
+    """
+
+    retry_after_s: int | None = None
+
+    def __init__(
+        self, detail: str = "", *, field: str | None = None, close_connection: bool = False
+    ) -> None:
+        super().__init__(detail or type(self).__name__)
+        self.field = field
+        self.close_connection = close_connection
+
+
+class RequestRejected(ServiceError):
+    """The request is malformed: nothing was spent on it."""
+
+
+class InvalidJson(RequestRejected):
+    pass
+
+
+class InvalidLang(RequestRejected):
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail, field="lang")
+
+
+class BadRequest(RequestRejected):
+    pass
+
+
+class UnsupportedMediaType(RequestRejected):
+    pass
+
+
+class BodyTooLarge(RequestRejected):
+    def __init__(self, detail: str = "") -> None:
+        # The rest of the body is not drained: the connection is closed instead.
+        super().__init__(detail, close_connection=True)
+
+
+class FieldError(RequestRejected):
+    """A field of the request is at fault; ``field`` names it."""
+
+    def __init__(self, field: str | None, detail: str = "") -> None:
+        super().__init__(detail, field=field)
+
+
+class MissingField(FieldError):
+    pass
+
+
+class InvalidField(FieldError):
+    pass
+
+
+class ConflictingFields(FieldError):
+    pass
+
+
+class InquiryConflictingFields(RequestRejected):
+    pass
+
+
+class AccessDenied(ServiceError):
+    """The caller may not use this: token, bundle or registered key."""
+
+
+class TokenMissing(AccessDenied):
+    pass
+
+
+class TokenInvalid(AccessDenied):
+    pass
+
+
+class TokenExpired(AccessDenied):
+    pass
+
+
+class TrialsExhausted(AccessDenied):
+    pass
+
+
+class BundleInvalid(AccessDenied):
+    pass
+
+
+class ServiceNotEnabled(AccessDenied):
+    pass
+
+
+class PublicKeyMissing(AccessDenied):
+    pass
+
+
+class CapacityExceeded(ServiceError):
+    """Not now: quota, server capacity or time ran out."""
+
+
+class QuotaExhausted(CapacityExceeded):
+    pass
+
+
+class Overloaded(CapacityExceeded):
+    """The work pool is full; retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, *, retry_after_s: int, pending: int = 0, limit: int = 0) -> None:
+        super().__init__(f"work pool full ({pending}/{limit} jobs admitted)")
+        self.retry_after_s = retry_after_s
+        self.pending = pending
+        self.limit = limit
+
+
+class DeadlineExceeded(CapacityExceeded):
+    """The request's deadline passed before its work could finish."""
+
+
+class TooManyConnections(CapacityExceeded):
+    retry_after_s = 1
+
+
+class DatabaseUnavailable(CapacityExceeded):
+    """The database cannot be reached (restart, failover, network)."""
+
+    # Long enough for a failover or restart to be noticed, short enough that
+    # recovery is seen quickly.
+    retry_after_s = 2
+
+
+class ResourceNotFound(ServiceError):
+    pass
+
+
+class RouteNotFound(ResourceNotFound):
+    pass
+
+
+class MethodNotAllowed(ResourceNotFound):
+    pass
+
+
+class TransactionNotFound(ResourceNotFound):
+    pass
+
+
+class AccessTokenNotFound(ResourceNotFound):
+    pass
+
+
+class ImagesNotStored(ResourceNotFound):
+    pass
+
+
+class ImagesPurged(ResourceNotFound):
+    pass
+
+
+class ReferenceRejected(ServiceError):
+    """The reference transaction named by ``transaction_id`` cannot be used."""
+
+
+class ReferenceNotFound(ReferenceRejected):
+    pass
+
+
+class ReferenceModelMismatch(ReferenceRejected):
+    pass
+
+
+class ServerFault(ServiceError):
+    """Our fault, not the client's: answered with a request id."""
+
+
+class InternalError(ServerFault):
+    pass
+
+
+class StoredDataUnreadable(ServerFault):
+    """Stored data cannot be decrypted with the configured keys."""
+
+
+class OAuthRefusal(ServiceError):
+    """A refusal of the token endpoint, answered in the OAuth 2.0 error shape."""
+
+
+class OAuthInvalidRequest(OAuthRefusal):
+    pass
+
+
+class OAuthInvalidClient(OAuthRefusal):
+    pass
+
+
+class OAuthInvalidGrant(OAuthRefusal):
+    pass
+
+
+class OAuthUnsupportedGrantType(OAuthRefusal):
+    pass
+
+
+class OAuthSlowDown(OAuthRefusal):
+    def __init__(self, *, retry_after_s: int) -> None:
+        super().__init__()
+        self.retry_after_s = retry_after_s
+
+
+# --- the map --------------------------------------------------------------------------
+
+_MAP_NAMES: dict[type[Exception], str] = {
+    # The service's tree. Intermediate classes are never raised; their rows are
+    # the fallback for a subclass added without one.
+    ServiceError: "internal_error",
+    RequestRejected: "bad_request",
+    InvalidJson: "invalid_json",
+    InvalidLang: "invalid_lang",
+    BadRequest: "bad_request",
+    UnsupportedMediaType: "unsupported_media_type",
+    BodyTooLarge: "body_too_large",
+    FieldError: "invalid_field",
+    MissingField: "missing_field",
+    InvalidField: "invalid_field",
+    ConflictingFields: "conflicting_fields",
+    InquiryConflictingFields: "inquiry_conflicting_fields",
+    AccessDenied: "token_invalid",
+    TokenMissing: "token_missing",
+    TokenInvalid: "token_invalid",
+    TokenExpired: "token_expired",
+    TrialsExhausted: "token_trials_exhausted",
+    BundleInvalid: "bundle_invalid",
+    ServiceNotEnabled: "service_not_enabled",
+    PublicKeyMissing: "public_key_missing",
+    CapacityExceeded: "overloaded",
+    QuotaExhausted: "quota_exhausted",
+    Overloaded: "overloaded",
+    DeadlineExceeded: "request_timeout",
+    TooManyConnections: "too_many_connections",
+    DatabaseUnavailable: "database_unavailable",
+    ResourceNotFound: "not_found",
+    RouteNotFound: "not_found",
+    MethodNotAllowed: "method_not_allowed",
+    TransactionNotFound: "transaction_not_found",
+    AccessTokenNotFound: "access_token_not_found",
+    ImagesNotStored: "images_not_stored",
+    ImagesPurged: "images_purged",
+    ReferenceRejected: "reference_not_found",
+    ReferenceNotFound: "reference_not_found",
+    ReferenceModelMismatch: "reference_model_mismatch",
+    ServerFault: "internal_error",
+    InternalError: "internal_error",
+    StoredDataUnreadable: "stored_data_unreadable",
+    OAuthRefusal: "oauth_invalid_request",
+    OAuthInvalidRequest: "oauth_invalid_request",
+    OAuthInvalidClient: "oauth_invalid_client",
+    OAuthInvalidGrant: "oauth_invalid_grant",
+    OAuthUnsupportedGrantType: "oauth_unsupported_grant_type",
+    OAuthSlowDown: "oauth_slow_down",
+    # The engine's tree (a test checks every class of it has a row).
+    engine_errors.EngineError: "internal_error",
+    engine_errors.InputError: "image_unreadable",
+    engine_errors.ImageError: "image_unreadable",
+    engine_errors.InvalidBase64Error: "invalid_base64",
+    engine_errors.UnsupportedImageError: "unsupported_image",
+    engine_errors.CorruptImageError: "corrupt_image",
+    engine_errors.ImageTooLargeError: "image_too_large",
+    engine_errors.TooManyPixelsError: "image_too_many_pixels",
+    engine_errors.ImageTooSmallError: "image_too_small",
+    engine_errors.ImageShapeError: "image_bad_shape",
+    engine_errors.ImageTooComplexError: "image_too_complex",
+    engine_errors.FaceError: "face_unusable",
+    engine_errors.NoFaceError: "no_face",
+    engine_errors.MultipleFacesError: "multiple_faces",
+    engine_errors.FaceTooSmallError: "face_too_small",
+    engine_errors.FaceTooDarkError: "face_too_dark",
+    engine_errors.FaceOverExposedError: "face_overexposed",
+    engine_errors.FaceBlurredError: "face_blurred",
+    engine_errors.FaceTurnedError: "face_turned",
+    engine_errors.ModelError: "engine_unavailable",
+    engine_errors.ModelFormatError: "engine_unavailable",
 }
 
-# HTTP statuses raised by the framework itself (routing) → entry.
-STATUS_ERRORS: dict[int, ErrorEntry] = {
-    400: CATALOGUE["bad_request"],
-    404: CATALOGUE["not_found"],
-    405: CATALOGUE["method_not_allowed"],
-    413: CATALOGUE["body_too_large"],
-    415: CATALOGUE["unsupported_media_type"],
-    429: CATALOGUE["overloaded"],
+
+def _build_map(names: Mapping[type[Exception], str]) -> dict[type[Exception], ErrorEntry]:
+    unknown = sorted(set(names.values()) - set(CATALOGUE))
+    if unknown:
+        raise RuntimeError(f"error map names entries not in the catalogue: {unknown}")
+    built = {cls: CATALOGUE[name] for cls, name in names.items()}
+    for cls, entry in built.items():
+        # The shape of the answer follows the class: OAuth refusals, and only they,
+        # use the entries that carry an OAuth error.
+        if issubclass(cls, OAuthRefusal) != (entry.oauth_error is not None):
+            raise RuntimeError(f"{cls.__name__} is mapped to {entry.name}: wrong answer shape")
+    return built
+
+
+ERROR_MAP: Mapping[type[Exception], ErrorEntry] = _build_map(_MAP_NAMES)
+"""Error class → catalogue entry, for the service's tree and the engine's."""
+
+ENGINE_ERRORS: Mapping[type[engine_errors.EngineError], ErrorEntry] = {
+    cls: entry for cls, entry in ERROR_MAP.items() if issubclass(cls, engine_errors.EngineError)
 }
+"""The engine's part of :data:`ERROR_MAP`."""
+
+MappedError = ServiceError | engine_errors.EngineError
+
+
+def entry_for(exc: BaseException) -> ErrorEntry:
+    """The entry of the most specific mapped class in ``exc``'s MRO; else internal_error."""
+    for cls in type(exc).__mro__:
+        entry = ERROR_MAP.get(cls)
+        if entry is not None:
+            return entry
+    return CATALOGUE["internal_error"]
 
 
 def entry_for_engine_error(exc: engine_errors.EngineError) -> ErrorEntry:
-    """The entry of the most specific mapped class in ``exc``'s hierarchy."""
-    for cls in type(exc).__mro__:
-        if cls in ENGINE_ERRORS:
-            return ENGINE_ERRORS[cls]  # type: ignore[index]
-    return CATALOGUE["internal_error"]
+    """:func:`entry_for`, for the engine's errors."""
+    return entry_for(exc)
+
+
+# HTTP statuses raised by the framework itself (routing) → the class answering them.
+_STATUS_ERRORS: dict[int, type[ServiceError]] = {
+    400: BadRequest,
+    404: RouteNotFound,
+    405: MethodNotAllowed,
+    413: BodyTooLarge,
+    415: UnsupportedMediaType,
+    429: CapacityExceeded,  # answered as overloaded, with no Retry-After of our own
+}
+
+
+def error_for_status(status: int) -> ServiceError:
+    """The error answering a bare HTTP status (framework errors); 5xx → internal_error."""
+    cls = _STATUS_ERRORS.get(status)
+    if cls is not None:
+        return cls()
+    return BadRequest() if 400 <= status < 500 else InternalError()
 
 
 def entry_for_status(status: int) -> ErrorEntry:
     """The entry for a bare HTTP status (framework errors); 5xx → internal_error."""
-    if status in STATUS_ERRORS:
-        return STATUS_ERRORS[status]
-    return CATALOGUE["bad_request"] if 400 <= status < 500 else CATALOGUE["internal_error"]
+    return entry_for(error_for_status(status))
 
 
-class ApiError(Exception):
-    """Raised anywhere in the service to answer with one catalogue entry."""
+# --- the writer -----------------------------------------------------------------------
 
-    def __init__(
-        self,
-        entry: ErrorEntry | str,
-        *,
-        lang: str = DEFAULT_LANG,
-        transaction_id: str | None = None,
-        trials_remaining: int | None = None,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.entry = CATALOGUE[entry] if isinstance(entry, str) else entry
-        super().__init__(self.entry.name)
-        self.lang = lang
-        self.transaction_id = transaction_id
-        self.trials_remaining = trials_remaining
-        self.field = field
-        self.headers = headers
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "message": self.entry.message(self.lang),
-            "error_code": self.entry.code,
-        }
-        if self.field is not None:
-            body["field"] = self.field
-        if self.transaction_id is not None:
-            body["transaction_id"] = self.transaction_id
-        if self.trials_remaining is not None:
-            body["trials_remaining"] = self.trials_remaining
-        return body
+JSON_CONTENT_TYPE = "application/json"
+OAUTH_NO_STORE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 
 
-class OAuthError(Exception):
-    """Raised by the token endpoint; rendered in the OAuth 2.0 error shape."""
+@dataclass(frozen=True)
+class ErrorReply:
+    """An error answer ready to write: status, JSON body bytes, headers."""
 
-    def __init__(
-        self,
-        entry: ErrorEntry | str,
-        *,
-        lang: str = DEFAULT_LANG,
-        retry_after_s: int | None = None,
-    ) -> None:
-        self.entry = CATALOGUE[entry] if isinstance(entry, str) else entry
-        if self.entry.oauth_error is None:
-            raise ValueError(f"{self.entry.name} is not an OAuth error")
-        super().__init__(self.entry.name)
-        self.lang = lang
-        self.retry_after_s = retry_after_s
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
 
-    def body(self) -> dict[str, str]:
-        return {
-            "error": self.entry.oauth_error or "invalid_request",
-            "error_description": self.entry.message(self.lang),
-        }
+    def all_headers(self) -> list[tuple[str, str]]:
+        """The headers with ``content-type`` and ``content-length`` first."""
+        return [
+            ("content-type", JSON_CONTENT_TYPE),
+            ("content-length", str(len(self.body))),
+            *self.headers,
+        ]
 
-    @property
-    def headers(self) -> dict[str, str] | None:
-        # RFC 6749 §5.2: a 401 invalid_client names the scheme the client may use.
-        if self.entry.status == 401:
-            return {"WWW-Authenticate": 'Basic realm="facematch"'}
-        if self.retry_after_s is not None:
-            return {"Retry-After": str(self.retry_after_s)}
-        return None
+
+def encode_json(content: Any) -> bytes:
+    """The JSON encoding of every error body (compact, UTF-8, Arabic unescaped)."""
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def error_reply(
+    exc: BaseException,
+    *,
+    lang: str = DEFAULT_LANG,
+    trials_remaining: int | None = None,
+    transaction_id: str | None = None,
+    request_id: str | None = None,
+) -> ErrorReply:
+    """The one writer of error answers.
+
+    ``exc`` picks the entry (through :func:`entry_for`), the answer's shape (OAuth
+    or service) and its headers (``Retry-After``, ``Connection: close``); the
+    keyword arguments are the request's context. ``request_id`` is added to
+    server faults (5xx), so the administrator can find the log line.
+    """
+    entry = entry_for(exc)
+    headers: list[tuple[str, str]] = []
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    body: dict[str, Any]
+    if entry.oauth_error is not None:
+        body = {"error": entry.oauth_error, "error_description": entry.message(lang)}
+        headers.extend(OAUTH_NO_STORE)
+        if entry.status == 401:
+            # RFC 6749 §5.2: a 401 invalid_client names the scheme the client may use.
+            headers.append(("WWW-Authenticate", 'Basic realm="facematch"'))
+    else:
+        body = {"message": entry.message(lang), "error_code": entry.code}
+        field = getattr(exc, "field", None)
+        if field is not None:
+            body["field"] = field
+        if transaction_id is not None:
+            body["transaction_id"] = transaction_id
+        if trials_remaining is not None:
+            body["trials_remaining"] = trials_remaining
+        if entry.status >= 500 and request_id is not None:
+            body["request_id"] = request_id
+    if retry_after_s is not None:
+        headers.append(("Retry-After", str(retry_after_s)))
+    if getattr(exc, "close_connection", False):
+        headers.append(("Connection", "close"))
+    return ErrorReply(status=entry.status, body=encode_json(body), headers=tuple(headers))

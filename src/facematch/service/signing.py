@@ -50,5 +50,5 @@ def signed_json_response(
 ) -> CanonicalJSONResponse:
     """A canonical JSON response carrying the ``hmac`` header for ``secret``."""
     response = CanonicalJSONResponse(content, status_code=status_code, headers=headers)
-    response.headers[HMAC_HEADER] = hmac_hex(response.body, secret)
+    response.headers[HMAC_HEADER] = hmac_hex(bytes(response.body), secret)
     return response

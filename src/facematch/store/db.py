@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -139,3 +139,8 @@ def schema_revision(engine: Engine) -> str | None:
         if not inspect(connection).has_table("alembic_version"):
             return None
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def ping(session: Session) -> None:
+    """A trivial query: the database answers (readiness probes)."""
+    session.execute(text("SELECT 1"))

@@ -1,13 +1,13 @@
 """Table models (SQLAlchemy 2.0 typed declarative).
 
 These classes hold hashes, ciphertexts and embeddings; they are never returned
-by the HTTP layer directly (see :mod:`facematch.service.schemas`).
+by the HTTP layer directly (see :mod:`facematch.service.api.schemas`).
 
 Ownership: an ``Organisation`` (a client company) owns users, bundles and OAuth
 applications. Each application belongs to one bundle: tokens issued through it
 record that bundle (``AccessToken.bundle_id``) and take their trials and
 lifetime from it, and a service call's ``bundle_key`` must be the key of that
-same bundle (enforced in :func:`facematch.service.auth.resolve_bundle`): a
+same bundle (enforced in :func:`facematch.service.application.face_match.own_bundle`): a
 token never spends the quota of another bundle, even one of its organisation.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -50,14 +51,29 @@ NAMING_CONVENTION = {
 FACE_MATCH = "face_match"
 SERVICES = (FACE_MATCH,)
 
-# Transaction outcomes. ``pending`` while the call runs; the other three are final.
-# ``abandoned``: the call died before recording an outcome (worker killed, request
-# cut off) and the housekeeping sweep closed it (docs/transactions.md).
-PENDING = "pending"
-SUCCESS = "success"
-ERROR = "error"
-ABANDONED = "abandoned"
-OUTCOMES = (PENDING, SUCCESS, ERROR, ABANDONED)
+
+class Outcome(StrEnum):
+    """A transaction's outcome. ``pending`` while the call runs; the other three are
+    final. ``abandoned``: the call died before recording an outcome (worker killed,
+    request cut off) and the housekeeping sweep closed it (docs/transactions.md).
+    Stored as its text."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    ERROR = "error"
+    ABANDONED = "abandoned"
+
+
+class ImageRole(StrEnum):
+    """Which image of a face-match call a stored image is (stored as its text)."""
+
+    FIRST = "first"  # the selfie, ``first_img``
+    SECOND = "second"  # the ID document, ``second_img``
+
+
+PENDING, SUCCESS, ERROR, ABANDONED = Outcome
+OUTCOMES = tuple(Outcome)
+IMAGE_ROLES = tuple(ImageRole)
 
 
 def utcnow() -> datetime:
@@ -243,7 +259,7 @@ class TransactionImage(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     transaction_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"), index=True)
-    role: Mapped[str] = mapped_column(String(16))  # 'first' | 'second'
+    role: Mapped[str] = mapped_column(String(16))  # an ImageRole
     key_id: Mapped[str] = mapped_column(String(100))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     content_type: Mapped[str] = mapped_column(String(100))

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facematch.settings import MAX_TOKEN_LIFETIME_S
@@ -26,11 +27,14 @@ from facematch.store.models import (
     Bundle,
     Organisation,
     Transaction,
+    TransactionImage,
     User,
     new_transaction_id,
     utcnow,
 )
-from facematch.store.vault import key_id_of
+from facematch.store.sealed import new_hmac_secret, seal_bundle_hmac_secret
+from facematch.store.vault import Vault, key_id_of
+from facematch.store.views import TokenRef
 
 DEFAULT_SCOPE = "read write"
 # Longest username and client id a row can hold (the columns' lengths).
@@ -78,6 +82,10 @@ def get_organisation(session: Session, *, name: str) -> Organisation:
     return organisation
 
 
+def find_organisation(session: Session, *, name: str) -> Organisation | None:
+    return session.scalar(select(Organisation).where(Organisation.name == name))
+
+
 def create_user(
     session: Session, *, organisation: Organisation, username: str, password: str
 ) -> User:
@@ -99,6 +107,16 @@ def get_user(session: Session, *, username: str) -> User:
     if user is None:
         raise NotFoundError(f"no user named {username!r}")
     return user
+
+
+def find_user(session: Session, *, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def get_active_user(session: Session, *, user_id: int) -> User | None:
+    """The user with this id while it is active, else None."""
+    user = session.get(User, user_id)
+    return user if user is not None and user.active else None
 
 
 def deactivate_user(session: Session, *, username: str) -> tuple[User, int]:
@@ -142,8 +160,13 @@ def create_bundle(
     token_lifetime_s: int = 600,
     store_images: bool = True,
     retention_days: int = 30,
+    vault: Vault | None = None,
 ) -> tuple[Bundle, str]:
-    """A new bundle and its key (the key is shown once; only its digest is stored)."""
+    """A new bundle and its key (the key is shown once; only its digest is stored).
+
+    With ``vault`` the bundle gets its HMAC secret now, sealed under the image keys;
+    a bundle made without one gets it in the opening commit of its first face match.
+    """
     key = security.new_bundle_key()
     bundle = Bundle(
         organisation_id=organisation.id,
@@ -159,6 +182,9 @@ def create_bundle(
     )
     session.add(bundle)
     session.flush()
+    if vault is not None:
+        seal_bundle_hmac_secret(vault, bundle, new_hmac_secret())
+        session.flush()
     return bundle, key
 
 
@@ -200,6 +226,7 @@ def recharge_bundle(
     if [add is not None, set_to is not None, unlimited].count(True) != 1:
         raise ValueError("give exactly one of add, set_to, unlimited")
     bundle = get_bundle(session, bundle_id=bundle_id)
+    values: dict[str, Any]
     if unlimited:
         values = {"quota_remaining": None}
     elif set_to is not None:
@@ -252,6 +279,13 @@ def create_application(
     session.add(application)
     session.flush()
     return application, secret
+
+
+def first_application(session: Session, *, organisation_id: int) -> Application | None:
+    """One OAuth application of the organisation (the demo's only one)."""
+    return session.scalar(
+        select(Application).where(Application.organisation_id == organisation_id).limit(1)
+    )
 
 
 def deactivate_application(session: Session, *, client_id: str) -> tuple[Application, int]:
@@ -365,6 +399,22 @@ def find_token(session: Session, *, access_token: str) -> AccessToken | None:
     return row
 
 
+def get_token(session: Session, *, token_id: int) -> AccessToken | None:
+    """The token row by id, as it is now (refreshed if the session holds it)."""
+    token = session.get(AccessToken, token_id, populate_existing=True)
+    return token
+
+
+def count_live_tokens(session: Session, *, bundle_id: int) -> int:
+    """How many of the bundle's tokens have not expired yet."""
+    live = session.scalar(
+        select(func.count())
+        .select_from(AccessToken)
+        .where(AccessToken.bundle_id == bundle_id, AccessToken.expires_at > utcnow())
+    )
+    return int(live or 0)
+
+
 def consume_trial(session: Session, *, token_id: int, now: datetime | None = None) -> int | None:
     """Take one trial from a live token; the trials left, or None if it had none
     (or expired, or was revoked) — decided by one atomic UPDATE."""
@@ -409,7 +459,7 @@ def revoke_tokens(
 def create_transaction(
     session: Session,
     *,
-    token: AccessToken,
+    token: AccessToken | TokenRef,
     bundle_id: int,
     service: str,
     reference_transaction_id: str | None = None,
@@ -488,6 +538,19 @@ def finish_transaction(
     return True
 
 
+def discard_transaction(session: Session, *, transaction_id: str) -> None:
+    """Delete a transaction inserted in the current database transaction, with its images
+    (a call refused after its row was written, when the rest must still commit)."""
+    session.execute(
+        delete(TransactionImage).where(TransactionImage.transaction_id == transaction_id),
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(
+        delete(Transaction).where(Transaction.id == transaction_id),
+        execution_options={"synchronize_session": False},
+    )
+
+
 def find_reference_transaction(
     session: Session, *, transaction_id: str, organisation_id: int, service: str = FACE_MATCH
 ) -> Transaction | None:
@@ -505,6 +568,49 @@ def find_reference_transaction(
             Transaction.reference_embedding.is_not(None),
             Transaction.images_purged_at.is_(None),
         )
+    )
+
+
+def get_transaction(session: Session, *, transaction_id: str) -> Transaction | None:
+    return session.get(Transaction, transaction_id)
+
+
+def find_own_transaction(
+    session: Session, *, organisation_id: int, transaction_id: str
+) -> Transaction | None:
+    """The transaction ``transaction_id`` if it belongs to the organisation (else None,
+    exactly as if it did not exist: ids of other organisations cannot be probed)."""
+    return session.scalar(
+        select(Transaction).where(
+            Transaction.id == transaction_id, Transaction.organisation_id == organisation_id
+        )
+    )
+
+
+def transactions_of_token(
+    session: Session, *, organisation_id: int, access_token: str
+) -> Sequence[Transaction] | None:
+    """Every transaction made with the organisation's token ``access_token``, oldest
+    first; None when the organisation has no such token."""
+    token_id = session.scalar(
+        select(AccessToken.id).where(
+            AccessToken.token_hash == security.digest_secret(access_token),
+            AccessToken.organisation_id == organisation_id,
+        )
+    )
+    if token_id is None:
+        return None
+    return session.scalars(
+        select(Transaction)
+        .where(Transaction.token_id == token_id, Transaction.organisation_id == organisation_id)
+        .order_by(Transaction.created_at, Transaction.id)
+    ).all()
+
+
+def organisation_public_key_pem(session: Session, *, organisation_id: int) -> str | None:
+    """The organisation's registered RSA public key (PEM), if any."""
+    return session.scalar(
+        select(Organisation.rsa_public_key_pem).where(Organisation.id == organisation_id)
     )
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Result, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facematch.store.models import (
@@ -37,7 +38,12 @@ class PurgeReport:
     images: int
 
 
-def _due(bundle: Bundle, now: datetime) -> Select[tuple[str]]:
+def _rowcount(result: Result[Any]) -> int:
+    # An UPDATE/DELETE answers a CursorResult, which has the row count.
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _due(bundle: Bundle, now: datetime) -> Select[Any]:
     """Ids of the bundle's transactions whose biometric data is past retention."""
     cutoff = now - timedelta(days=bundle.retention_days)
     return (
@@ -62,7 +68,7 @@ def purge_expired(
             images += _image_count(session, due) if due_count else 0
             continue
         # Mark the rows first, then delete the images of exactly the rows marked. A
-        # row and its images are committed together (service/matching.py), so an
+        # row and its images are committed together (service/application/face_match.py), so an
         # image of a row this UPDATE saw is visible to the DELETE after it; the
         # other order could miss the images of a row committed in between.
         purged = session.scalars(
@@ -75,10 +81,11 @@ def purge_expired(
         transactions += len(purged)
         for start in range(0, len(purged), _DELETE_CHUNK):
             chunk = purged[start : start + _DELETE_CHUNK]
-            images += session.execute(
+            deleted = session.execute(
                 delete(TransactionImage).where(TransactionImage.transaction_id.in_(chunk)),
                 execution_options={"synchronize_session": False},
-            ).rowcount
+            )
+            images += _rowcount(deleted)
     return PurgeReport(transactions=transactions, images=images)
 
 
@@ -108,4 +115,4 @@ def abandon_stale_pending(session: Session, *, older_than: datetime) -> int:
         .values(outcome=ABANDONED),
         execution_options={"synchronize_session": False},
     )
-    return int(result.rowcount or 0)
+    return _rowcount(result)

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from facematch.store.models import Bundle, Transaction, TransactionImage
+from facematch.store.models import IMAGE_ROLES, Bundle, Transaction, TransactionImage
 from facematch.store.vault import Vault, key_id_of
 
-IMAGE_ROLES = ("first", "second")
 HMAC_SECRET_BYTES = 32
 
 # Magic numbers of the formats the engine accepts; anything else is stored as opaque bytes.
@@ -231,9 +230,11 @@ def reseal_all(
     _reseal_reference_embeddings(session, vault, batch_size=descriptor_batch_size, done=committed)
     bundles = 0
     for bundle in session.scalars(select(Bundle).where(Bundle.hmac_secret_ciphertext.is_not(None))):
-        blob = bundle.hmac_secret_ciphertext
-        if blob is not None and vault.needs_reseal(blob):
-            bundle.hmac_secret_ciphertext = vault.reseal(blob, context=_hmac_context(bundle))
+        sealed_secret = bundle.hmac_secret_ciphertext
+        if sealed_secret is not None and vault.needs_reseal(sealed_secret):
+            bundle.hmac_secret_ciphertext = vault.reseal(
+                sealed_secret, context=_hmac_context(bundle)
+            )
             bundles += 1
     if bundles:
         committed(bundles)
@@ -289,5 +290,6 @@ def key_usage(session: Session) -> dict[str, int]:
         .group_by(Transaction.reference_key_id)
     ).all()
     for key_id, count in references:
-        usage[key_id] = usage.get(key_id, 0) + int(count)
+        if key_id is not None:  # set with every descriptor (repository.finish_transaction)
+            usage[key_id] = usage.get(key_id, 0) + int(count)
     return usage

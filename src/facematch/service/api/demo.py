@@ -28,23 +28,25 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from facematch.service.auth import bearer_token
-from facematch.service.errors import ApiError
+from facematch.service.api.deps import ServicesDep, bearer_token
+from facematch.service.errors import (
+    InternalError,
+    InvalidField,
+    InvalidJson,
+    Overloaded,
+    TokenMissing,
+    TransactionNotFound,
+)
 from facematch.settings import Settings
 from facematch.store import repository, security
 from facematch.store.models import (
-    AccessToken,
     Application,
     Bundle,
-    Organisation,
-    Transaction,
     User,
-    utcnow,
 )
 from facematch.store.sealed import ensure_bundle_hmac_secret
 from facematch.store.vault import Vault
@@ -85,14 +87,14 @@ class DemoParts:
 
 
 def _existing(session: Session) -> DemoParts | None:
-    org = session.scalar(select(Organisation).where(Organisation.name == DEMO_ORGANISATION))
+    org = repository.find_organisation(session, name=DEMO_ORGANISATION)
     if org is None:
         return None
-    user = session.scalar(select(User).where(User.username == DEMO_USERNAME))
-    app = session.scalar(select(Application).where(Application.organisation_id == org.id))
+    user = repository.find_user(session, username=DEMO_USERNAME)
+    app = repository.first_application(session, organisation_id=org.id)
     if user is None or app is None:
         return None
-    bundle = session.get(Bundle, app.bundle_id)
+    bundle = repository.get_bundle(session, bundle_id=app.bundle_id)
     return DemoParts(user, app, bundle) if bundle is not None else None
 
 
@@ -103,7 +105,11 @@ def _create(session: Session, vault: Vault) -> None:
         session, organisation=org, username=DEMO_USERNAME, password=secrets.token_urlsafe(32)
     )
     bundle, _ = repository.create_bundle(
-        session, organisation=org, token_trials=DEMO_TOKEN_TRIALS, store_images=False
+        session,
+        organisation=org,
+        token_trials=DEMO_TOKEN_TRIALS,
+        store_images=False,
+        vault=vault,
     )
     repository.create_application(session, organisation=org, bundle=bundle, name="demo page")
     key = _bundle_key(ensure_bundle_hmac_secret(session, vault, bundle))
@@ -121,14 +127,10 @@ def _session(session: Session, vault: Vault, refresh_lifetime_s: int) -> dict[st
             session.rollback()
         parts = _existing(session)
         if parts is None:
-            raise ApiError("internal_error")
-    live = session.scalar(
-        select(func.count())
-        .select_from(AccessToken)
-        .where(AccessToken.bundle_id == parts.bundle.id, AccessToken.expires_at > utcnow())
-    )
-    if (live or 0) >= DEMO_MAX_LIVE_TOKENS:
-        raise ApiError("overloaded", headers={"Retry-After": str(DEMO_RETRY_AFTER_S)})
+            raise InternalError("the demo bundle could not be created")
+    live = repository.count_live_tokens(session, bundle_id=parts.bundle.id)
+    if live >= DEMO_MAX_LIVE_TOKENS:
+        raise Overloaded(retry_after_s=DEMO_RETRY_AFTER_S)
     key = _bundle_key(ensure_bundle_hmac_secret(session, vault, parts.bundle))
     issued = repository.issue_token(
         session,
@@ -147,9 +149,9 @@ def _session(session: Session, vault: Vault, refresh_lifetime_s: int) -> dict[st
 
 def _boxes(session: Session, token: str, transaction_id: str) -> dict[str, Any]:
     found = repository.find_token(session, access_token=token)
-    transaction = session.get(Transaction, transaction_id)
+    transaction = repository.get_transaction(session, transaction_id=transaction_id)
     if found is None or transaction is None or transaction.token_id != found.id:
-        raise ApiError("transaction_not_found")
+        raise TransactionNotFound()
     return {"first": transaction.first_box, "second": transaction.second_box}
 
 
@@ -163,33 +165,29 @@ async def page() -> FileResponse:
 
 
 @router.post("/session")
-async def demo_session(request: Request) -> JSONResponse:
-    state = request.app.state
-    settings: Settings = state.settings
-
+async def demo_session(services: ServicesDep) -> JSONResponse:
     def work() -> dict[str, Any]:
-        with state.session_factory() as session:
-            return _session(session, state.vault, settings.refresh_token_lifetime_s)
+        with services.sessions() as session:
+            return _session(session, services.vault, services.settings.refresh_token_lifetime_s)
 
     return JSONResponse(await run_in_threadpool(work), headers=NO_STORE)
 
 
 @router.post("/boxes")
-async def demo_boxes(request: Request) -> JSONResponse:
+async def demo_boxes(request: Request, services: ServicesDep) -> JSONResponse:
     token = bearer_token(request)
     if token is None:
-        raise ApiError("token_missing")
+        raise TokenMissing()
     try:
         body = await request.json()
     except ValueError as exc:
-        raise ApiError("invalid_json") from exc
+        raise InvalidJson() from exc
     transaction_id = body.get("transaction_id") if isinstance(body, dict) else None
     if not isinstance(transaction_id, str) or not 0 < len(transaction_id) <= MAX_TRANSACTION_ID:
-        raise ApiError("invalid_field", field="transaction_id")
-    state = request.app.state
+        raise InvalidField("transaction_id")
 
     def work() -> dict[str, Any]:
-        with state.session_factory() as session:
+        with services.sessions() as session:
             return _boxes(session, token, transaction_id)
 
     return JSONResponse(await run_in_threadpool(work), headers=NO_STORE)

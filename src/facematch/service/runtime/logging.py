@@ -27,16 +27,10 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from facematch.service.metrics import method_label
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from facematch.service.runtime.asgi import ASGIApp, Message, Receive, Scope, Send
+from facematch.service.runtime.metrics import method_label
 
 REQUEST_ID_HEADER = "x-request-id"
 LOGGED_PATH_CHARS = 200

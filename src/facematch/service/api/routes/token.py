@@ -7,7 +7,7 @@ an HTTP Basic ``Authorization`` header. Errors use the OAuth shape
 
 Guessing is throttled before any password is checked: a client address, or a
 username, with too many recent failures gets 429 ``slow_down`` with
-``Retry-After`` (:mod:`facematch.service.throttle`). The decision depends only on
+``Retry-After`` (:mod:`facematch.service.runtime.throttle`). The decision depends only on
 what was sent and on earlier failures, never on whether the username exists,
 and an unknown username costs one scrypt check like a wrong password.
 """
@@ -25,14 +25,21 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
-from facematch.service.auth import SessionDep
-from facematch.service.errors import DEFAULT_LANG, LANGS, ApiError, OAuthError
-from facematch.service.schemas import OAuthErrorResponse, TokenResponse
-from facematch.service.throttle import FailureThrottle
+from facematch.service.api.deps import ServicesDep
+from facematch.service.api.schemas import OAuthErrorResponse, TokenResponse
+from facematch.service.errors import (
+    DEFAULT_LANG,
+    LANGS,
+    BodyTooLarge,
+    OAuthInvalidClient,
+    OAuthInvalidGrant,
+    OAuthInvalidRequest,
+    OAuthRefusal,
+    OAuthSlowDown,
+)
+from facematch.service.runtime.throttle import FailureThrottle
 from facematch.settings import Settings
-from facematch.store import repository
 
 router = APIRouter(tags=["authentication"])
 
@@ -78,8 +85,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 # Answers that mean "wrong credentials" count as failures; malformed requests do not.
-_CLIENT_FAILURES = ("oauth_invalid_client", "oauth_invalid_grant")
-_USERNAME_FAILURES = ("oauth_invalid_grant",)
+_CLIENT_FAILURES = (OAuthInvalidClient, OAuthInvalidGrant)
+_USERNAME_FAILURES = (OAuthInvalidGrant,)
 
 
 @dataclass(frozen=True)
@@ -112,10 +119,10 @@ class TokenGuard:
         ]
         return max((wait for wait in waits if wait is not None), default=None)
 
-    def record_failure(self, entry_name: str, *, client: str, username: str | None) -> None:
-        if self.clients is not None and entry_name in _CLIENT_FAILURES:
+    def record_failure(self, refusal: OAuthRefusal, *, client: str, username: str | None) -> None:
+        if self.clients is not None and isinstance(refusal, _CLIENT_FAILURES):
             self.clients.record_failure(client)
-        if self.usernames is not None and username and entry_name in _USERNAME_FAILURES:
+        if self.usernames is not None and username and isinstance(refusal, _USERNAME_FAILURES):
             self.usernames.record_failure(username)
 
 
@@ -144,63 +151,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def _grant(
-    session: Session,
-    form: dict[str, str],
-    basic: tuple[str, str] | None,
-    lang: str,
-    settings: Settings,
-) -> TokenResponse:
-    grant_type = form.get("grant_type")
-    if not grant_type:
-        raise OAuthError("oauth_invalid_request", lang=lang)
-    if grant_type not in ("password", "refresh_token"):
-        raise OAuthError("oauth_unsupported_grant_type", lang=lang)
-
-    client_id, client_secret = basic or (form.get("client_id"), form.get("client_secret"))
-    if not client_id or not client_secret:
-        raise OAuthError("oauth_invalid_client", lang=lang)
-    application = repository.authenticate_application(
-        session, client_id=client_id, client_secret=client_secret
-    )
-    if application is None:
-        raise OAuthError("oauth_invalid_client", lang=lang)
-
-    if grant_type == "password":
-        username, password = form.get("username"), form.get("password")
-        if not username or password is None:
-            raise OAuthError("oauth_invalid_request", lang=lang)
-        user = repository.authenticate_user(session, username=username, password=password)
-        if user is None or user.organisation_id != application.organisation_id:
-            raise OAuthError("oauth_invalid_grant", lang=lang)
-    else:
-        refresh_token = form.get("refresh_token")
-        if not refresh_token:
-            raise OAuthError("oauth_invalid_request", lang=lang)
-        old = repository.redeem_refresh_token(
-            session, refresh_token=refresh_token, application=application
-        )
-        user = session.get(repository.User, old.user_id) if old is not None else None
-        if user is None or not user.active:
-            session.rollback()
-            raise OAuthError("oauth_invalid_grant", lang=lang)
-
-    issued = repository.issue_token(
-        session,
-        user=user,
-        application=application,
-        refresh_lifetime_s=settings.refresh_token_lifetime_s,
-    )
-    session.commit()
-    return TokenResponse(
-        access_token=issued.access_token,
-        expires_in=issued.expires_in_s,
-        scope=issued.row.scope,
-        refresh_token=issued.refresh_token,
-    )
-
-
-async def token(request: Request, session: SessionDep) -> JSONResponse:
+async def token(request: Request, services: ServicesDep) -> JSONResponse:
     """Exchange user credentials (or a refresh token) for an access token.
 
     The token allows the number of service calls ("trials") and lives for the
@@ -209,33 +160,37 @@ async def token(request: Request, session: SessionDep) -> JSONResponse:
     """
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in FORM_MEDIA_TYPES:
-        raise OAuthError("oauth_invalid_request")
+        raise OAuthInvalidRequest()
     try:
         raw_form = await request.form()
-    except ApiError:  # the body limit, raised while the form is read
+    except BodyTooLarge:  # the body limit, raised while the form is read
         raise
     except Exception as exc:  # malformed multipart: the client's fault
-        raise OAuthError("oauth_invalid_request") from exc
+        raise OAuthInvalidRequest() from exc
     form = {key: value for key, value in raw_form.items() if isinstance(value, str)}
     lang = form.get("lang", DEFAULT_LANG)
-    lang = lang if lang in LANGS else DEFAULT_LANG
-    settings: Settings = request.app.state.settings
-    basic = _basic_credentials(request)
+    request.state.lang = lang if lang in LANGS else DEFAULT_LANG
     guard = token_guard(request.app)
     client = request.client.host if request.client else "unknown"
     username = form.get("username") if form.get("grant_type") == "password" else None
     wait_s = guard.retry_after_s(client=client, username=username)
     if wait_s is not None:
-        raise OAuthError("oauth_slow_down", lang=lang, retry_after_s=wait_s)
+        raise OAuthSlowDown(retry_after_s=wait_s)
     # Password hashing is deliberately slow: off the event loop, a few at a time.
     try:
-        response = await anyio.to_thread.run_sync(
-            partial(_grant, session, form, basic, lang, settings),
+        issued = await anyio.to_thread.run_sync(
+            partial(services.tokens.grant, form, client=_basic_credentials(request)),
             limiter=guard.password_checks,
         )
-    except OAuthError as exc:
-        guard.record_failure(exc.entry.name, client=client, username=username)
+    except OAuthRefusal as exc:
+        guard.record_failure(exc, client=client, username=username)
         raise
+    response = TokenResponse(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in_s,
+        scope=issued.scope,
+        refresh_token=issued.refresh_token,
+    )
     return JSONResponse(response.model_dump(), headers=NO_STORE)
 
 

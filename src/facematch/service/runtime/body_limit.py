@@ -7,24 +7,15 @@ A ``Content-Length`` over the limit is refused at once, unread. Otherwise the
 body reaches the app as it arrives, counted chunk by chunk, and reading past
 the limit raises the catalogue's 413 (chunked uploads have no
 ``Content-Length``). Nothing is buffered here: a route that refuses a request
-from its headers (see :mod:`facematch.service.auth`) never reads the body at
+from its headers (see :mod:`facematch.service.api.deps`) never reads the body at
 all. Refusals are in English (the body was never parsed, so ``lang`` is
 unknown) and close the connection rather than drain the rest of the body.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
-from facematch.service.errors import CATALOGUE, ApiError
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from facematch.service.errors import BodyTooLarge, error_reply
+from facematch.service.runtime.asgi import ASGIApp, Message, Receive, Scope, Send, send_error
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -38,25 +29,12 @@ def declared_length(scope: Scope) -> int | None:
     return None
 
 
-async def send_api_error(send: Send, error: ApiError) -> None:
-    """Write a catalogue error as a complete JSON response."""
-    body = json.dumps(error.body(), ensure_ascii=False).encode("utf-8")
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
-    await send({"type": "http.response.start", "status": error.entry.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 # Token requests, inquiries and fetch-images are a few short fields (form or JSON).
 SMALL_BODY_BYTES = 64 * 1024
-CLOSE = {"Connection": "close"}
 
 
-def body_too_large() -> ApiError:
-    return ApiError(CATALOGUE["body_too_large"], headers=CLOSE)
+def body_too_large() -> BodyTooLarge:
+    return BodyTooLarge()  # closes the connection rather than drain the rest
 
 
 class BodyLimitMiddleware:
@@ -85,7 +63,7 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope.get("path", ""))
         declared = declared_length(scope)
         if declared is not None and declared > limit:
-            await send_api_error(send, body_too_large())
+            await send_error(send, error_reply(body_too_large()))
             return
 
         received = 0

@@ -2,8 +2,8 @@
 
 Python's ``json`` accepts more than the service can safely pass on. Each of
 these used to escape as an unexpected exception (a 500 and a traceback in the
-log); here they are all :class:`InvalidJsonError`, which the routes answer with the
-catalogue's ``invalid_json``:
+log); here they are all :class:`InvalidJsonError`, an error of the service's tree
+that the one handler answers with the catalogue's ``invalid_json``:
 
 * integers longer than Python's digit limit (``ValueError``, not a
   ``JSONDecodeError``);
@@ -25,6 +25,8 @@ import json
 import re
 from typing import Any
 
+from facematch.service.errors import InvalidJson
+
 __all__ = ["MAX_DEPTH", "InvalidJsonError", "parse_json_object"]
 
 MAX_DEPTH = 16
@@ -32,7 +34,7 @@ MAX_DEPTH = 16
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class InvalidJsonError(ValueError):
+class InvalidJsonError(InvalidJson, ValueError):
     """The body is not one well-formed JSON object the service accepts."""
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
@@ -74,18 +73,14 @@ def connection_limits() -> ConnectionLimits:
 
 @lru_cache(maxsize=1)
 def _too_many_connections_response() -> bytes:
-    from facematch.service.errors import CATALOGUE, ApiError
+    """The catalogue's 503, as raw bytes written on the transport (there is no app yet)."""
+    from facematch.service.errors import TooManyConnections, error_reply
 
-    error = ApiError(CATALOGUE["too_many_connections"])
-    body = json.dumps(error.body(), ensure_ascii=False).encode("utf-8")
-    head = (
-        f"HTTP/1.1 {error.entry.status} Service Unavailable\r\n"
-        "content-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n"
-        "retry-after: 1\r\n"
-        "connection: close\r\n\r\n"
+    reply = error_reply(TooManyConnections(close_connection=True))
+    head = f"HTTP/1.1 {reply.status} Service Unavailable\r\n" + "".join(
+        f"{name.lower()}: {value}\r\n" for name, value in reply.all_headers()
     )
-    return head.encode("ascii") + body
+    return (head + "\r\n").encode("ascii") + reply.body
 
 
 class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
@@ -93,7 +88,7 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
 
     limits: ConnectionLimits | None = None  # tests set their own; else from settings
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         disable_nagle(transport)
         limits = self.limits or connection_limits()
         self._limits = limits

@@ -177,7 +177,7 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
         },
     }
     paths = schema.get("paths", {})
-    security = [{BEARER_SCHEME: []}, {OAUTH_SCHEME: []}]
+    security: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}, {OAUTH_SCHEME: []}]
     error_ref = "#/components/schemas/ErrorResponse"
 
     if TOKEN in paths:

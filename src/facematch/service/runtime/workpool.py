@@ -33,9 +33,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, TypeVar
 
-P = ParamSpec("P")
+from facematch.service.errors import DeadlineExceeded, Overloaded
+
 T = TypeVar("T")
 
 __all__ = [
@@ -47,20 +48,6 @@ __all__ = [
     "WorkPool",
     "default_threads",
 ]
-
-
-class Overloaded(Exception):  # noqa: N818 - the name reads as the condition it reports
-    """The pool is full; the caller should retry after ``retry_after_s`` seconds."""
-
-    def __init__(self, *, retry_after_s: int, pending: int, limit: int) -> None:
-        super().__init__(f"work pool full ({pending}/{limit} jobs admitted)")
-        self.retry_after_s = retry_after_s
-        self.pending = pending
-        self.limit = limit
-
-
-class DeadlineExceeded(Exception):  # noqa: N818 - the name reads as the condition it reports
-    """The request's deadline passed before its work could finish."""
 
 
 def default_threads() -> int:
@@ -199,8 +186,8 @@ class WorkPool:
         ticket: Ticket,
         deadline: float | None,
         submitted: float,
-        fn: Callable[P, T],
-        *args: P.args,
+        fn: Callable[..., T],
+        *args: object,
     ) -> T:
         # Runs on a pool thread. A job whose caller already gave up is skipped.
         if deadline is not None and time.monotonic() >= deadline:
@@ -309,7 +296,7 @@ class BoundPool:
         return await self.pool.run(fn, *args, deadline=self.deadline, ticket=self.ticket)
 
 
-def _swallow(fut: asyncio.Future[object]) -> None:
+def _swallow(fut: asyncio.Future[Any]) -> None:
     # Retrieve the exception of an abandoned job so asyncio does not log it.
     with contextlib.suppress(BaseException):
         fut.exception()

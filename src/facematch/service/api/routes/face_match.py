@@ -6,33 +6,27 @@ there), with no redirect.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from facematch.service.auth import (
-    BundleDep,
-    BundleV11Dep,
-    CurrentToken,
+from facematch.service.api.deps import (
+    CallDep,
+    EngineCapacity,
+    PresentedToken,
+    RequestIdDep,
     ServiceBodyDep,
-    SessionDep,
-    fields_of,
+    ServicesDep,
 )
-from facematch.service.matching import run_face_match
-from facematch.service.schemas import (
+from facematch.service.api.schemas import (
     ErrorResponse,
     FaceMatchRequest,
     FaceMatchRequestV11,
     FaceMatchResponse,
+    FaceMatchResult,
 )
-from facematch.service.serving import engine_slot
-from facematch.service.transactions import signed_for_bundle
-from facematch.service.workpool import BoundPool
-from facematch.store.models import Bundle
+from facematch.service.signing import signed_json_response
 
 router = APIRouter(tags=["face match"])
 
@@ -40,16 +34,6 @@ V1_PATH = "/api/v1/face/match"
 V11_PATH = "/api/v1.1/face/match"
 # The only endpoints whose bodies carry images (the body limit is per path).
 IMAGE_PATH_PREFIXES = (V1_PATH, V11_PATH)
-
-
-async def engine_capacity(request: Request, body: ServiceBodyDep) -> AsyncIterator[BoundPool]:
-    """A work-pool slot held for the whole request; when none is free, 429 at once,
-    before any trial is taken (declared before ``CurrentToken`` for that reason)."""
-    async with engine_slot(request, lang=body.lang) as pool:
-        yield pool
-
-
-EngineCapacity = Annotated[BoundPool, Depends(engine_capacity)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed JSON, bad lang, missing field"},
@@ -80,28 +64,35 @@ def _schema_body(*, wrapped: bool) -> dict[str, Any]:
     }
 
 
-def _request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or "-"
-
-
-async def _signed(
-    request: Request, session: Session, bundle: Bundle, result: FaceMatchResponse, *, lang: str
+async def _face_match(
+    body: ServiceBodyDep,
+    pool: EngineCapacity,
+    token: PresentedToken,
+    services: ServicesDep,
+    call: CallDep,
+    request_id: RequestIdDep,
+    *,
+    wrapped: bool,
 ) -> Response:
-    """The canonical JSON body with the bundle's ``hmac`` header (docs/transactions.md)."""
-    return await run_in_threadpool(
-        lambda: signed_for_bundle(
-            session, request.app.state.vault, bundle, result.model_dump(mode="json"), lang=lang
-        )
+    outcome = await services.face_match.match(
+        token=token, body=body.data, wrapped=wrapped, pool=pool, call=call, request_id=request_id
     )
+    answer = FaceMatchResponse(
+        result=FaceMatchResult(is_similar=outcome.is_similar, confidence=outcome.confidence),
+        transaction_id=outcome.transaction_id,
+        trials_remaining=outcome.trials_remaining,
+    )
+    # The canonical JSON body with the bundle's ``hmac`` header (docs/transactions.md).
+    return signed_json_response(answer.model_dump(mode="json"), secret=outcome.hmac_secret)
 
 
 async def face_match(
-    request: Request,
     body: ServiceBodyDep,
     pool: EngineCapacity,
-    auth: CurrentToken,
-    bundle: BundleDep,
-    session: SessionDep,
+    token: PresentedToken,
+    services: ServicesDep,
+    call: CallDep,
+    request_id: RequestIdDep,
 ) -> Response:
     """Tell whether two face photos (selfie, ID document) show the same person.
 
@@ -109,41 +100,19 @@ async def face_match(
     face-match transaction of your organisation: ``first_img`` is then matched
     against the ID-document face stored with it.
     """
-    result = await run_face_match(
-        session=session,
-        auth=auth,
-        bundle=bundle,
-        fields=fields_of(body, wrapped=False),
-        matcher=request.app.state.matcher,
-        pool=pool,
-        request_id=_request_id(request),
-        vault=request.app.state.vault,
-        max_image_bytes=request.app.state.settings.max_image_bytes,
-    )
-    return await _signed(request, session, bundle, result, lang=auth.lang)
+    return await _face_match(body, pool, token, services, call, request_id, wrapped=False)
 
 
 async def face_match_v11(
-    request: Request,
     body: ServiceBodyDep,
     pool: EngineCapacity,
-    auth: CurrentToken,
-    bundle: BundleV11Dep,
-    session: SessionDep,
+    token: PresentedToken,
+    services: ServicesDep,
+    call: CallDep,
+    request_id: RequestIdDep,
 ) -> Response:
     """The same as v1, with the request fields wrapped in a ``data`` object."""
-    result = await run_face_match(
-        session=session,
-        auth=auth,
-        bundle=bundle,
-        fields=fields_of(body, wrapped=True, trials_remaining=auth.trials_remaining),
-        matcher=request.app.state.matcher,
-        pool=pool,
-        request_id=_request_id(request),
-        vault=request.app.state.vault,
-        max_image_bytes=request.app.state.settings.max_image_bytes,
-    )
-    return await _signed(request, session, bundle, result, lang=auth.lang)
+    return await _face_match(body, pool, token, services, call, request_id, wrapped=True)
 
 
 for prefix, endpoint, wrapped in (

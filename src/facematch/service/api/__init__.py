@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, dependencies, schemas and the one error handler."""

@@ -1,0 +1,1 @@
+"""The application layer: use cases with no HTTP in them (docs/architecture.md)."""

@@ -1,0 +1,62 @@
+"""The service's layering, read from the source: what each layer may import."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import facematch.service
+
+SERVICE = Path(facematch.service.__file__).parent
+WEB_FRAMEWORKS = ("fastapi", "starlette", "uvicorn")
+# What the service may take from SQLAlchemy: sessions to pass on, and the driver's
+# errors to translate. Queries (select, update, delete, text, func …) belong to store/.
+SQLALCHEMY_ALLOWED = {"sqlalchemy.orm": {"Session", "sessionmaker"}, "sqlalchemy.exc": None}
+
+
+def _imports(path: Path) -> list[tuple[str, str | None]]:
+    """(module, name) for every import of ``path``, at any depth."""
+    found: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.extend((node.module, alias.name) for alias in node.names)
+    return found
+
+
+def _modules(*parts: str) -> list[Path]:
+    return sorted(SERVICE.joinpath(*parts).rglob("*.py"))
+
+
+def test_no_query_is_built_outside_the_store() -> None:
+    offenders = []
+    for path in _modules():
+        for module, name in _imports(path):
+            if module != "sqlalchemy" and not module.startswith("sqlalchemy."):
+                continue
+            allowed = SQLALCHEMY_ALLOWED.get(module, set())
+            if allowed is not None and name not in allowed:
+                offenders.append(f"{path.relative_to(SERVICE)}: {module}.{name}")
+    assert not offenders, offenders
+
+
+def test_the_application_layer_and_the_error_tree_know_no_web_framework() -> None:
+    paths = [*_modules("application"), SERVICE / "errors.py"]
+    offenders = [
+        f"{path.relative_to(SERVICE)}: {module}"
+        for path in paths
+        for module, _name in _imports(path)
+        if module.split(".")[0] in WEB_FRAMEWORKS or module.startswith("facematch.service.api")
+    ]
+    assert not offenders, offenders
+
+
+def test_runtime_uses_neither_the_routes_nor_the_use_cases() -> None:
+    offenders = [
+        f"{path.relative_to(SERVICE)}: {module}"
+        for path in _modules("runtime")
+        for module, _name in _imports(path)
+        if module.startswith(("facematch.service.api", "facematch.service.application"))
+    ]
+    assert not offenders, offenders
