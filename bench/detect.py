@@ -6,10 +6,13 @@ decoded once as the engine decodes it, then each detector's ``detect_one``
 (orientation handling and the one-face rule included) is timed ``--repeats``
 times; the figure per image is the median, and the table shows per input type
 the median of those, the refusals, and the
-p50 / p90 over the whole mix. Then:
+p50 / p90 over the whole mix (as many images of each type), and the p50 over
+the set as it comes (the images of the first ``--natural`` pairs: selfies and
+cards in the set's own proportions, three cards in four upright). Then:
 
-* the face-size cliff: a 640×480 photo with one LFW face of ~185 px, and the
-  same with the face 20 % smaller, detection time of each;
+* the face-size curve: a 640×480 photo with one LFW face of 60 to 230 px
+  (the benchmark face is ~185 px; 20 % smaller must not cost 3× more),
+  detection time of each;
 * the engine per realistic pair: ``FaceMatcher.match(selfie, card)`` (decode,
   detect, align, embed both), median over ``--pairs`` pairs of the set.
 
@@ -18,8 +21,8 @@ onnxruntime with one intra-op thread and dlib compute), so a shared machine
 slows the run but moves the figures little; still, compare the columns of one
 run (same process, interleaved), not runs of different days.
 
-    python -m bench.detect [--repeats 5] [--pairs 20] [--per-type 15] [--lfw-root DIR]
-                           [--kyc-dir DIR]
+    python -m bench.detect [--repeats 5] [--pairs 20] [--per-type 15] [--natural 60]
+                           [--lfw-root DIR] [--kyc-dir DIR]
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--per-type", type=int, default=15, help="images per input type")
+    parser.add_argument(
+        "--natural", type=int, default=60, help="pairs whose images make the set-as-it-comes mix"
+    )
     parser.add_argument("--lfw-root", type=Path, default=DEFAULT_LFW)
     parser.add_argument(
         "--kyc-dir", type=Path, default=Path(tempfile.gettempdir()) / "facematch-kyc"
@@ -81,17 +87,25 @@ def main() -> None:
     per_type: dict[str, dict[str, list[float]]] = {}
     refused: dict[str, dict[str, int]] = {}
     taken: dict[str, int] = {}
+    natural = {spec.name for pair in kyc.pairs[: args.natural] for spec in (pair.selfie, pair.card)}
+    as_it_comes: dict[str, list[float]] = {name: [] for name in detectors}
     for spec in kyc.images():
-        if taken.get(spec.input_type, 0) >= args.per_type:
+        wanted = taken.get(spec.input_type, 0) < args.per_type
+        if not wanted and spec.name not in natural:
             continue
-        taken[spec.input_type] = taken.get(spec.input_type, 0) + 1
         decoded = decode_image(
             kyc.path(spec).read_bytes(), limits=LIMITS, max_side_px=DECODE_MAX_SIDE_PX
         )
+        if wanted:
+            taken[spec.input_type] = taken.get(spec.input_type, 0) + 1
         for name, detector in detectors.items():
             ms = _median_ms(
                 lambda d=detector, p=decoded: d.detect_one(p.pixels, scale=p.scale), args.repeats
             )
+            if spec.name in natural:
+                as_it_comes[name].append(ms)
+            if not wanted:
+                continue
             per_type.setdefault(spec.input_type, {}).setdefault(name, []).append(ms)
             outcome = _outcome(detector, decoded.pixels, decoded.scale)
             if not outcome.startswith("ok"):
@@ -115,9 +129,17 @@ def main() -> None:
         hog = statistics.quantiles(everything["hog"], n=100)[q - 1]
         cnn = statistics.quantiles(everything["blazeface"], n=100)[q - 1]
         print(f"{label:<28}{hog:9.1f}{cnn:11.1f}{hog / cnn:8.1f}")
+    hog, cnn = (statistics.median(as_it_comes[name]) for name in ("hog", "blazeface"))
+    label = f"p50 as it comes ({len(as_it_comes['hog'])})"
+    print(f"{label:<28}{hog:9.1f}{cnn:11.1f}{hog / cnn:8.1f}")
+    upright = {name: statistics.median(per_type["card"][name]) for name in detectors}
+    for turned in ("card sideways", "card upside-down"):
+        if turned in per_type:
+            ratios = [statistics.median(per_type[turned][n]) / upright[n] for n in detectors]
+            print(f"{turned + ' / card':<28}{ratios[0]:9.1f}{ratios[1]:11.1f}")
 
-    print("\nface-size cliff: 640×480, one face; detect_one CPU ms (median)")
-    for face_px in (430, 344):  # pasted crop side; the face is ~0.43 of it
+    print("\nface-size curve: 640×480, one face; detect_one CPU ms (median)")
+    for face_px in (470, 430, 344, 280, 230, 185, 140):  # pasted crop side; face ≈ 0.43 of it
         data = _photo(args.lfw_root, 640, 480, face_px)
         decoded = decode_image(data, limits=LIMITS, max_side_px=DECODE_MAX_SIDE_PX)
         cells = [

@@ -46,7 +46,7 @@ def test_compare_different_people_exits_1_with_json(lfw_root: Path, runner: CliR
     assert payload["is_similar"] is False
     assert payload["distance"] > payload["threshold"]
     assert 0 <= payload["confidence"] < 0.5
-    assert payload["model_id"] == "dlib-resnet-v1+mirror-l2"
+    assert payload["model_id"] == DEFAULT_MODEL_ID
     assert payload["first"]["rotation_deg"] == 0
     assert set(payload["first"]["box_px"]) == {"left", "top", "right", "bottom"}
 
@@ -148,6 +148,10 @@ def test_calibrate_needs_enough_impostors(runner: CliRunner, tmp_path: Path) -> 
     assert "no images" in result.stderr
 
 
+# The default pipeline: BlazeFace, 5-point alignment, mirror-averaged descriptor.
+DEFAULT_MODEL_ID = "dlib-resnet-v1+mirror-l2+blazeface-sr-v1-dlib5"
+
+
 def test_calibrate_writes_to_the_data_dir_and_the_engine_reads_it_when_told(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,7 +168,7 @@ def test_calibrate_writes_to_the_data_dir_and_the_engine_reads_it_when_told(
         for n in (1, 2):
             (root / "images" / f"p{i}" / f"p{i}_{n:04d}.jpg").touch()
             descriptor = (centre + rng.normal(size=128) * 0.02).astype(np.float32)
-            store.entries[f"engine:dlib-resnet-v1+mirror-l2:default|p{i}|{n}"] = descriptor
+            store.entries[f"engine:{DEFAULT_MODEL_ID}:default|p{i}|{n}"] = descriptor
     store.save()
     pairs = root / "pairs.txt"
     pairs.write_text(
@@ -172,21 +176,19 @@ def test_calibrate_writes_to_the_data_dir_and_the_engine_reads_it_when_told(
         + "".join(f"p{i} 1 2\n" for i in range(300))
         + "".join(f"p{i} 1 p{i + 1} 1\n" for i in range(300))
     )
-    shipped = resources.files("facematch.engine").joinpath(
-        calibration_resource("dlib-resnet-v1+mirror-l2")
-    )
+    shipped = resources.files("facematch.engine").joinpath(calibration_resource(DEFAULT_MODEL_ID))
     before = shipped.read_bytes()
     monkeypatch.setenv("FACEMATCH_DATA_DIR", str(tmp_path / "data"))
     get_settings.cache_clear()
     args = ["calibrate", "--root", str(root), "--pairs", str(pairs)]
     result = runner.invoke(cli, [*args, "--cache", str(tmp_path / "descriptors.npz")])
     assert result.exit_code == 0, result.output
-    target = tmp_path / "data" / "calibration-dlib-resnet-v1+mirror-l2.json"
+    target = tmp_path / "data" / f"calibration-{DEFAULT_MODEL_ID}.json"
     assert f"FACEMATCH_CALIBRATION_FILE={target}" in result.stdout
     assert shipped.read_bytes() == before  # the package is never written by default
     written = load_calibration(target)
     assert written.metadata["fit"]["pairs_used"] == 600
-    assert written != load_calibration(model_id="dlib-resnet-v1+mirror-l2")
+    assert written != load_calibration(model_id=DEFAULT_MODEL_ID)
     # The engine keeps the shipped calibration until the setting names the file.
     monkeypatch.setenv("FACEMATCH_CALIBRATION_FILE", str(target))
     get_settings.cache_clear()

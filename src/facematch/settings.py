@@ -34,9 +34,9 @@ class Settings(BaseSettings):
         "onnx", description="Embedding backend: 'onnx' (fast, default) or 'dlib' (reference)."
     )
     detector: DetectorName = Field(
-        "hog",
-        description="Face detector: 'hog' (dlib, the pipeline of the shipped calibration) or "
-        "'blazeface' (CNN on onnxruntime; its descriptors carry another model id).",
+        "blazeface",
+        description="Face detector: 'blazeface' (CNN on onnxruntime, default) or 'hog' "
+        "(dlib, the pipeline before issue 13); each has its own model id and calibration.",
     )
     onnx_threads: int = Field(
         1, ge=0, description="onnxruntime intra-op threads per session (0 = onnxruntime default)."
@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     calibration_file: Path | None = Field(
         None,
         description="Calibration JSON to use instead of the one shipped for the model id "
-        "(e.g. written by `facematch calibrate`); its model id must be the embedder's.",
+        "(e.g. written by `facematch calibrate`); its model id must be the pipeline's "
+        "(or the embedder's, which the HOG pipeline shares).",
     )
 
     # --- service ------------------------------------------------------------

@@ -272,12 +272,16 @@ def test_a_card_portrait_is_found_and_its_ghost_does_not_count(
     assert 60 <= (found.box.left + found.box.right) / 2 <= 320
 
 
-def test_a_sideways_card_is_turned_back(detector: BlazeFaceDetector, lfw_root: Path) -> None:
+@pytest.mark.parametrize("turned_deg", [90, 180, 270])
+def test_a_turned_card_is_turned_back(
+    detector: BlazeFaceDetector, lfw_root: Path, turned_deg: int
+) -> None:
     face = load(lfw_image(lfw_root, "Hamid_Karzai", 2))
     card = id_card(face, portrait_px=260, ghost=True)
-    found = detector.detect_one(rotate(card, 90))
-    assert found.rotation_deg == 270
+    found = detector.detect_one(rotate(card, turned_deg))
+    assert found.rotation_deg == (360 - turned_deg) % 360
     assert found.frame_px == (856, 540)
+    assert found.box.right < 400  # the portrait, not the ghost
 
 
 def test_a_second_person_of_similar_size_refuses(
@@ -336,6 +340,40 @@ def test_a_turned_card_costs_at_most_four_upright_searches(
     assert 1 <= len(calls) <= 4 * upright
 
 
+@pytest.mark.parametrize(("kind", "most_calls"), [("photo", 2), ("card", 4)])
+def test_an_upright_image_costs_a_few_network_calls(
+    lfw_root: Path, monkeypatch: pytest.MonkeyPatch, kind: str, most_calls: int
+) -> None:
+    """The cost unit of the search (bench/detect.py times it): a big upright face is
+    seen once whole and once closer; a card's portrait in the tiles, then closer."""
+    counting = BlazeFaceDetector()
+    calls = []
+    original = counting.run_squares
+    monkeypatch.setattr(counting, "run_squares", lambda s: calls.append(len(s)) or original(s))
+    face = load(lfw_image(lfw_root, "Hamid_Karzai", 2))
+    pixels = face if kind == "photo" else id_card(face, portrait_px=260, ghost=True)
+    found = counting.detect_one(pixels)
+    assert found.rotation_deg == 0
+    assert 1 <= len(calls) <= most_calls
+
+
+def test_a_pattern_the_closer_look_does_not_confirm_is_not_the_face(
+    detector: BlazeFaceDetector, lfw_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strong find bigger than the portrait that a look at twice its side does not
+    find again (a card's guilloche) gives way to the next face of the rule."""
+    card = id_card(load(lfw_image(lfw_root, "Hamid_Karzai", 2)), portrait_px=260, ghost=False)
+    real = detector.raw_faces(card)
+    eyes_level = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.5, 0.8], [0.1, 0.5], [0.9, 0.5]])
+    # Plain background: the look around it finds nothing.
+    pattern = RawFace(np.array([430.0, 70, 800, 440]), [430, 70] + 370 * eyes_level, 0.7)
+    monkeypatch.setattr(
+        detector, "raw_faces", lambda pixels, image=None, looks=None: [pattern, *real]
+    )
+    found = detector.detect_one(card)
+    assert found.box.right < 430
+
+
 def test_a_weak_pattern_bigger_than_the_face_is_not_the_candidate(
     detector: BlazeFaceDetector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -344,6 +382,8 @@ def test_a_weak_pattern_bigger_than_the_face_is_not_the_candidate(
     eyes_level = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.5, 0.8], [0.1, 0.5], [0.9, 0.5]])
     pattern = RawFace(np.array([300.0, 100, 700, 500]), 300 + 400 * eyes_level, 0.52)
     portrait = RawFace(np.array([60.0, 200, 160, 300]), [60, 200] + 100 * eyes_level, 0.8)
-    monkeypatch.setattr(detector, "raw_faces", lambda pixels, image=None: [pattern, portrait])
+    monkeypatch.setattr(
+        detector, "raw_faces", lambda pixels, image=None, looks=None: [pattern, portrait]
+    )
     found = detector.detect_one(np.zeros((540, 856, 3), np.uint8))
     assert found.box.right < 300

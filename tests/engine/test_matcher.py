@@ -36,6 +36,8 @@ SAME = [
     (("Alan_Greenspan", 1), ("Alan_Greenspan", 5)),
     (("Albert_Costa", 2), ("Albert_Costa", 6)),
 ]
+# The default pipeline: BlazeFace, dlib's 5-point alignment, mirror-averaged descriptor.
+DEFAULT_MODEL_ID = "dlib-resnet-v1+mirror-l2+blazeface-sr-v1-dlib5"
 DIFFERENT = [
     (("AJ_Lamas", 1), ("Zach_Safrin", 1)),
     (("Aaron_Guiel", 1), ("Reese_Witherspoon", 3)),
@@ -84,8 +86,10 @@ def test_different_person_pairs_are_rejected(lfw_root: Path, matcher: FaceMatche
 
 def test_result_carries_threshold_model_and_faces(lfw_root: Path, matcher: FaceMatcher) -> None:
     result = matcher.match(read(lfw_root, SAME[0][0]), read(lfw_root, SAME[0][1]))
-    assert result.threshold == load_calibration().default_threshold
-    assert result.model_id == matcher.model_id == "dlib-resnet-v1+mirror-l2"
+    # The pipeline's own calibration, not the HOG pipeline's.
+    assert result.threshold == load_calibration(model_id=DEFAULT_MODEL_ID).default_threshold
+    assert result.threshold != load_calibration().default_threshold
+    assert result.model_id == matcher.model_id == DEFAULT_MODEL_ID
     for observation in (result.first, result.second):
         assert observation is not None
         assert observation.image_size_px == (250, 250)
@@ -199,12 +203,24 @@ def test_inputs_are_held_to_the_matcher_s_limits(lfw_root: Path, matcher: FaceMa
 def test_match_reference_refuses_another_model(lfw_root: Path, matcher: FaceMatcher) -> None:
     face = read(lfw_root, ("Abdullah_Gul", 13))
     stored = matcher.observe(read(lfw_root, ("Abdullah_Gul", 14))).embedding
-    assert matcher.match_reference(face, stored, "dlib-resnet-v1+mirror-l2").is_similar
+    assert matcher.match_reference(face, stored, DEFAULT_MODEL_ID).is_similar
     with pytest.raises(ValueError, match="model"):
         matcher.match_reference(face, stored, "some-other-model")
+    # Stored by the HOG pipeline (the default before issue 13): another model.
+    with pytest.raises(ValueError, match="model"):
+        matcher.match_reference(face, stored, "dlib-resnet-v1+mirror-l2")
     # A descriptor of the plain pipeline is another model: never compared silently.
     with pytest.raises(ValueError, match="model"):
         matcher.match_reference(face, stored, "dlib-resnet-v1")
+
+
+def test_the_hog_pipeline_keeps_its_model_id_and_calibration(matcher: FaceMatcher) -> None:
+    """FACEMATCH_DETECTOR=hog: references stored before issue 13 stay comparable."""
+    from facematch.engine.detect import FaceDetector
+
+    hog = FaceMatcher(embedder=matcher.embedder, detector=FaceDetector())
+    assert hog.model_id == "dlib-resnet-v1+mirror-l2" != matcher.model_id
+    assert hog.threshold == load_calibration().default_threshold
 
 
 def test_threshold_is_configurable(lfw_root: Path, matcher: FaceMatcher) -> None:

@@ -119,7 +119,9 @@ def test_the_engine_finds_the_face_upright_and_ignores_the_ghost(
     lfw_root: Path,
     dev_test,  # type: ignore[no-untyped-def]
 ) -> None:
-    matcher = FaceMatcher()
+    # Detection only: the second card prints Abdullah_Gul_0016, a three-quarter
+    # profile the quality rule may refuse as turned away (tests/engine/test_quality.py).
+    matcher = FaceMatcher(check_quality=False)
     planned = plan_pairs(dev_test[:40])
     cards = [p.card for p in planned if p.card.kind is Kind.CARD][:3]
     sideways = next(p.card for p in planned if p.card.rotation_deg == 90)

@@ -12,25 +12,30 @@ Views of the image, cheapest first (docs/engine.md has the measurements):
 1. the whole image, letterboxed into the square (large faces: selfies);
 2. when the image is elongated: squares of the shorter side along the longer
    one (a 120 px portrait on an 856×540 card becomes a 28 px face instead of
-   18 px);
-3. the same, turned clockwise by 90, then 270, then 180 degrees;
-4. a grid of squares of half the shorter side, at each turn in the same order
-   (faces of 7.5-15 % of the shorter side, e.g. the portrait of a card
-   photographed on a table).
+   18 px); for cards (aspect 1.5 and more) these come first, and the whole
+   view only when they find nothing strong or a face cut by a tile's edge;
+   for other images the whole view alone when its face is big enough there
+   that a second face of the one-face rule's size could not have been missed;
+3. a grid of squares of half the shorter side (faces of 7.5-15 % of the
+   shorter side, e.g. the portrait of a card photographed on a table);
+4. the same views turned clockwise by 90, then 270, then 180 degrees, only
+   when turn 0 confirms nothing: BlazeFace finds faces rolled by a quarter
+   turn too (every sideways card of the KYC-style set at turn 0).
 
-The search stops at the first step that finds a face scoring ``STOP_SCORE``
-(weaker finds, often patterns, are kept only if nothing better turns up).
-Unless its best face scores ``ACCEPT_SCORE``, is upright in the view that
-found it and measures at least 30 % of the shorter side, a square of twice
-its side around it is seen at all four turns (an upside-down face is often
-also "seen" upright, weaker, with keypoints pointing the wrong way; a small
-sideways one sometimes too). The best look decides: at the view's turn the
-step's faces stand; at another turn the step's views are looked at again at
-that turn. Within that turn, orientation is read from the keypoints:
-BlazeFace finds faces rolled well past 45 degrees, and its eye line tells
-which quarter turn makes the face upright. Each detection carries that turn as
-``rotation_deg`` with its box and keypoints expressed in the turned image, so
-the rest of the engine (alignment, the one-face rule) sees an upright face.
+A big (30 % of the shorter side), strong (``ACCEPT_SCORE``) face upright in
+its view ends the search: a selfie costs two network calls, this and the
+closer look below. Any other find is looked at closer: a square of twice its
+side, first at the turn its keypoints say is upright, then the opposite turn
+(an upside-down face is often "seen" upright, weaker, with keypoints pointing
+the wrong way), then the other two, until a look scores ``ACCEPT_SCORE`` with
+keypoints that agree with the look's turn. The best agreeing look settles the
+turn if it scores ``LOOK_CONFIRM_SCORE``; otherwise the find is a pattern (a
+card's guilloche) or a face too weakly seen, and the search goes on. At the
+settled turn the views are seen again when it is not the views' own, so the
+one-face rule compares the faces of the upright frame. Each detection carries
+that turn as ``rotation_deg`` with its box and keypoints expressed in the
+turned image, so the rest of the engine (alignment, the one-face rule) sees
+an upright face.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from PIL import Image
 
 from facematch.engine.detect import Detection, VisibilityRule, select_single_face
 from facematch.engine.envelope import check_native_input
-from facematch.engine.errors import ModelError
+from facematch.engine.errors import ModelError, MultipleFacesError
 from facematch.engine.types import FaceBox
 
 __all__ = [
@@ -70,10 +75,11 @@ NMS_IOU = 0.3
 TILE_ASPECT = 1.25
 # Keypoint order in the model's output.
 RIGHT_EYE, LEFT_EYE, NOSE, MOUTH, RIGHT_EAR, LEFT_EAR = range(6)
-# A best face scored at least this is taken the way its keypoints say is up; a
-# weaker one is first checked against being upside down (two calls on a crop). On LFW
-# View 1 DevTrain 3.4 % of upright photos score less (they cost more turns) and
-# 0.12 % of the same photos upside down score this much upright (docs/engine.md).
+# A big face scored at least this, upright by its keypoints in an upright view, is
+# taken as it is; a closer look scoring this with agreeing keypoints ends the looks.
+# On LFW View 1 DevTrain 3.4 % of upright photos score less (they cost looks) and
+# 0.12 % of the same photos upside down score this much upright; no look at a
+# wrong turn of a KYC-style DevTrain card did (docs/engine.md).
 ACCEPT_SCORE = 0.86
 # How the matcher aligns faces: dlib's 5-point predictor on the box (default:
 # TAR at FMR 1e-3 on LFW View 1 DevTest 91.0 % against 87.6 % for a similarity
@@ -89,14 +95,28 @@ HOG_SHIFT_X, HOG_SHIFT_Y, HOG_SIDE_RATIO = -0.034, -0.053, 1.0
 # upside-down faces as upright at 0.86-0.88 on the KYC-style cards; a selfie's
 # face (LFW: ~44 %) is trusted.
 TRUSTED_FACE_FRACTION = 0.3
-# A step whose best face scores less does not end the search (on the KYC-style
-# cards such faces were mostly guilloche patterns, 0.51-0.57); it is used only
-# when no step finds better.
+# Strong faces: a step whose faces all score less never ends the search without
+# a look; only they keep the whole view alone or the tiles alone (_search).
 STOP_SCORE = 0.6
 # The one-face rule's score floor for a second face (BlazeFace's probability;
 # ratio and border margin are the HOG rule's). Fitted on LFW View 1 DevTrain:
 # 2 of 861 photos refused, a second person and a large poster face (docs/engine.md).
 SECONDARY_MIN_SCORE = 0.6
+# The whole view alone settles the cheap step when its best face is so big there
+# that a face of the one-face rule's ratio beside it measures at least this many
+# pixels of the 128 px view: the card portraits of the KYC-style set, a little
+# bigger in their tiles, were all found strongly (docs/engine.md).
+SEEN_IN_VIEW_PX = 20
+# A closer look (a square of twice the face's side) confirms a find when its face
+# scores at least this at the turn it settles: between the lowest look at the
+# right turn and the highest at a wrong one (a pattern) on the KYC-style cards of
+# LFW View 1 DevTrain (docs/engine.md, *Orientation*).
+LOOK_CONFIRM_SCORE = 0.72
+# Views reduced by this factor or more are subsampled first (_Pyramid).
+STRIDE_FROM_FACTOR = 8
+# Images this elongated are searched in tiles before the whole view, which
+# shows an ID card's portrait at ~15 px (856×540), too small to find.
+TILES_FIRST_ASPECT = 1.5
 # The fine grid (last resort for small faces): squares of half the shorter
 # side, overlapping by this fraction, never smaller than FINE_MIN_SIDE_PX
 # (below it the view would upscale the image).
@@ -155,24 +175,34 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def decode(regressors: np.ndarray, logits: np.ndarray, *, min_score: float) -> list[RawFace]:
-    """Faces of one square (raw outputs [896, 16] and [896, 1]) in input pixels, unsuppressed."""
+def decode(
+    regressors: np.ndarray,
+    logits: np.ndarray,
+    *,
+    min_score: float,
+    to_image: np.ndarray | None = None,
+) -> list[RawFace]:
+    """Faces of one square (raw outputs [896, 16] and [896, 1]), unsuppressed: in
+    input pixels, or mapped by the affine ``to_image`` [2, 3] (axis swaps, flips and
+    scaling), all kept anchors at once."""
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits[:, 0].astype(np.float64), -100.0, 100.0)))
     keep = np.flatnonzero(scores >= min_score)
-    faces = []
-    for i in keep:
-        raw = regressors[i]
-        centre = _ANCHORS[i] * INPUT_PX + raw[0:2]
-        half = raw[2:4] / 2
-        keypoints = raw[4:16].reshape(6, 2) + _ANCHORS[i] * INPUT_PX
-        faces.append(
-            RawFace(
-                np.concatenate([centre - half, centre + half]).astype(np.float64),
-                keypoints.astype(np.float64),
-                float(scores[i]),
-            )
-        )
-    return faces
+    if keep.size == 0:
+        return []
+    raw = regressors[keep].astype(np.float64)
+    origin = _ANCHORS[keep].astype(np.float64) * INPUT_PX  # [n, 2]
+    centre = origin + raw[:, 0:2]
+    half = raw[:, 2:4] / 2
+    corners = np.stack([centre - half, centre + half], axis=1)  # [n, 2, 2]
+    keypoints = raw[:, 4:16].reshape(-1, 6, 2) + origin[:, None, :]
+    if to_image is not None:
+        corners = _apply(to_image, corners)
+        keypoints = _apply(to_image, keypoints)
+    boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+    return [
+        RawFace(box, points, float(score))
+        for box, points, score in zip(boxes, keypoints, scores[keep], strict=True)
+    ]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -256,29 +286,49 @@ def _grid(width: int, height: int) -> list[_View]:
 
 
 class _Pyramid:
-    """The image and its box-filtered reductions by whole factors, made on demand.
+    """Views of the image, each cut and box-reduced from the pixels it covers.
 
-    A view is cut from the reduction that leaves it 128-255 px, then resized
-    bilinearly by less than 2: a bilinear resize straight from a large view
-    widens its filter with the factor and costs several times more (bench/detect.py;
-    docs/performance.md)."""
+    A view is reduced by the whole factor that leaves it 128-255 px (Pillow's box
+    ``reduce`` of just the view's region), then resized bilinearly by less than 2:
+    a bilinear resize straight from a large view widens its filter with the factor
+    and costs several times more. For factors of 8 or more (a 12 MP selfie) every
+    (factor // 2)-th pixel is taken first and the rest box-reduced by 2: reducing
+    and converting the whole image cost more than the network call (docs/engine.md).
+    Such a view shows a large face, which the lesser smoothing does not hide."""
 
-    def __init__(self, image: Image.Image) -> None:
-        self._levels = {1: image}
-        self.shorter_side = min(image.size)
+    def __init__(self, pixels: np.ndarray) -> None:
+        self._pixels = pixels
+        self.shape = pixels.shape[:2]
+        self.shorter_side = min(self.shape)
 
     def square(self, view: _View) -> np.ndarray:
         factor = max(1, int(view.side // INPUT_PX))
-        if factor not in self._levels:
-            self._levels[factor] = self._levels[1].reduce(factor)
-        image = self._levels[factor]
-        left, top, right, bottom = (
-            v / factor for v in (view.left, view.top, view.left + view.side, view.top + view.side)
+        height, width = self._pixels.shape[:2]
+        right, bottom = view.left + view.side, view.top + view.side
+        # The image pixels under the view, from a multiple of the factor.
+        x0 = max(0, math.floor(view.left / factor) * factor)
+        y0 = max(0, math.floor(view.top / factor) * factor)
+        x1, y1 = min(width, math.ceil(right)), min(height, math.ceil(bottom))
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((INPUT_PX, INPUT_PX, 3), np.uint8)
+        region = self._pixels[y0:y1, x0:x1]
+        stride = factor // 2 if factor >= STRIDE_FROM_FACTOR else 1
+        if stride > 1:
+            region = region[::stride, ::stride]
+        image = Image.fromarray(np.ascontiguousarray(region))
+        rest = factor // stride
+        if rest > 1:
+            image = image.reduce(rest)
+        step = stride * rest  # image pixels per pixel of the reduced region
+        box = (
+            (view.left - x0) / step,
+            (view.top - y0) / step,
+            (right - x0) / step,
+            (bottom - y0) / step,
         )
-        box: tuple[float, float, float, float] = (left, top, right, bottom)
-        if left < 0 or top < 0 or right > image.width or bottom > image.height:
+        if box[0] < 0 or box[1] < 0 or box[2] > image.width or box[3] > image.height:
             # Letterbox: Pillow fills outside the image with zeros when cropping.
-            image = image.crop((round(left), round(top), round(right), round(bottom)))
+            image = image.crop((round(box[0]), round(box[1]), round(box[2]), round(box[3])))
             box = (0, 0, image.width, image.height)
         resized = image.resize((INPUT_PX, INPUT_PX), Image.Resampling.BILINEAR, box=box)
         return np.asarray(resized)
@@ -355,7 +405,7 @@ class BlazeFaceDetector:
     ) -> list[RawFace]:
         """Faces seen in ``views`` turned clockwise by ``turn`` quarter turns, in upright
         image pixels. One network call per square: on one core a batch of n costs
-        more than n calls (docs/engine.md). ``cache`` keeps each view's square, so
+        as much as n calls (docs/engine.md). ``cache`` keeps each view's square, so
         a view looked at in several turns is resized once."""
         back = _quarter_turn(-turn, INPUT_PX, INPUT_PX)
         found = []
@@ -367,19 +417,26 @@ class BlazeFaceDetector:
             regressors, logits = self.run_squares(square[None])
             # Square pixels (turned) → square pixels (upright) → image pixels.
             to_image = _compose(view.to_image(), back)
-            faces = decode(regressors[0], logits[0], min_score=self.min_score)
-            found += [f.mapped(to_image) for f in faces]
+            found += decode(regressors[0], logits[0], min_score=self.min_score, to_image=to_image)
         return found
 
-    def raw_faces(self, pixels: np.ndarray, image: _Pyramid | None = None) -> list[RawFace]:
+    def raw_faces(
+        self,
+        pixels: np.ndarray,
+        image: _Pyramid | None = None,
+        looks: dict[str, RawFace] | None = None,
+    ) -> list[RawFace]:
         """Every face of ``pixels`` (upright image coordinates), after NMS, seen at the
-        first view turn that finds one, checked against upside down (module docstring)."""
+        first step that finds one, its turn settled by closer looks (module docstring).
+        ``looks``, when given, receives under "closer" the look at the settled turn
+        (the square of twice the best face's side), which ``detect_one`` reuses."""
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError(f"pixels must be uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
         check_native_input(pixels)  # before Pillow resizes it and onnxruntime sees it
         height, width = pixels.shape[:2]
-        image = image if image is not None else _Pyramid(Image.fromarray(pixels))
+        image = image if image is not None else _Pyramid(pixels)
         cache: dict[_View, np.ndarray] = {}
+        looks = looks if looks is not None else {}
         whole = _views(width, height, tiles=False)
         tiles = (
             _views(width, height, tiles=True)
@@ -387,57 +444,137 @@ class BlazeFaceDetector:
             else []
         )
         grid = _grid(width, height) if self.fine_grid else []
-        # Every turn of the cheap views before any fine grid: a big sideways face
-        # must not pay for an upright search of small faces.
-        steps = [(whole + tiles, turn) for turn in TURNS] + [(grid, turn) for turn in TURNS]
-        weak: tuple[list[RawFace], list[_View], int] | None = None
+        # Upright first, and every view at turn 0 before any other turn: BlazeFace
+        # finds faces rolled by a quarter turn too (every sideways card of the
+        # KYC-style set), and the closer looks of _look then read the turn.
+        # Other turns only when turn 0 confirms nothing.
+        steps = [(whole + tiles, 0), (grid, 0)]
+        steps += [(whole + tiles, turn) for turn in TURNS[1:]]
+        steps += [(grid, turn) for turn in TURNS[1:]]
+        # The best unconfirmed find, kept in case nothing better turns up, with its look.
+        weak: tuple[list[RawFace], list[_View], int, tuple[int, RawFace] | None] | None = None
         for views, turn in steps:
             if not views:
                 continue
-            found = weighted_nms(self._faces(image, views, turn, cache))
+            found = self._search(image, views, turn, cache)
             if not found:
                 continue
-            if max(f.score for f in found) < self.stop_score:
-                # Weak: often a pattern (a card's guilloche). Keep looking; fall back on it.
-                if weak is None or max(f.score for f in found) > max(f.score for f in weak[0]):
-                    weak = (found, views, turn)
-                continue
-            return self._settled(image, found, views, turn, cache)
-        return self._settled(image, *weak, cache) if weak is not None else []
+            best = max(found, key=lambda f: f.score)
+            if (
+                best.score >= self.accept_score
+                and best.upright_turn == turn
+                and _side(best) >= TRUSTED_FACE_FRACTION * image.shorter_side
+            ):
+                return found  # a big, strong face upright in its view: a selfie's
+            # Any other find is looked at closer: the look settles its turn, and a
+            # find no look confirms is a pattern (a card's guilloche, with a box
+            # several times the portrait's) or a face seen too weakly; the search
+            # goes on. At most four calls, fewer than any next step.
+            look = self._look(image, best, cache)
+            if look is not None and look[1].score >= LOOK_CONFIRM_SCORE:
+                return self._turned(image, found, views, turn, look, cache, looks)
+            if weak is None or best.score > max(f.score for f in weak[0]):
+                weak = (found, views, turn, look)
+        if weak is None:
+            return []
+        found, views, turn, look = weak
+        if look is None:
+            return found
+        return self._turned(image, found, views, turn, look, cache, looks)
 
-    def _settled(
+    def _search(
+        self, image: _Pyramid, views: list[_View], turn: int, cache: dict[_View, np.ndarray]
+    ) -> list[RawFace]:
+        """Faces of ``views`` at ``turn``, after NMS. For the cheap step (whole view and
+        tiles), the whole view alone when it finds a face big enough there that any
+        face that could count beside it (``min_side_ratio`` × its side) is at least
+        SEEN_IN_VIEW_PX in it too (a 640×480 selfie: one call instead of three);
+        for elongated images (cards) the tiles first (_tiles_first)."""
+        height, width = image.shape
+        whole = _views(width, height, tiles=False)
+        tiles = (
+            _views(width, height, tiles=True)
+            if max(width, height) > TILE_ASPECT * min(width, height)
+            else []
+        )
+        if not tiles or views != whole + tiles:
+            return weighted_nms(self._faces(image, views, turn, cache))
+        if max(width, height) >= TILES_FIRST_ASPECT * min(width, height):
+            # The tiles first; the whole view only when they find no strong face or
+            # a face near a tile's inner edge, which may be part of a bigger face
+            # cut by the tiles.
+            first = self._faces(image, tiles, turn, cache)
+            found = weighted_nms(first)
+            if any(f.score >= self.stop_score for f in found) and not any(
+                _near_inner_edge(f, tiles) for f in found
+            ):
+                return found
+            return weighted_nms(first + self._faces(image, whole, turn, cache))
+        first = self._faces(image, whole, turn, cache)
+        strong = [f for f in weighted_nms(first) if f.score >= self.stop_score]
+        if strong:
+            best = max(strong, key=lambda f: f.score)
+            side_in_view = _side(best) * INPUT_PX / whole[0].side
+            if side_in_view * self.visibility.min_side_ratio >= SEEN_IN_VIEW_PX:
+                return weighted_nms(first)
+        return weighted_nms(first + self._faces(image, tiles, turn, cache))
+
+    def _look(
+        self, image: _Pyramid, face: RawFace, cache: dict[_View, np.ndarray]
+    ) -> tuple[int, RawFace] | None:
+        """The turn that makes ``face`` upright and the face seen there, from a square
+        of twice its side around it: looked at first at the turn its keypoints say
+        is upright, then at the others, until a look finds a face
+        scoring ``accept_score`` whose keypoints agree with the look's turn; without
+        one, the best agreeing look (the best look if none agrees) decides. None
+        when no look finds a face. On the KYC-style cards of DevTrain no look at a
+        wrong turn scored ``accept_score`` with agreeing keypoints (docs/engine.md)."""
+        side = _side(face)
+        centre = (face.box[:2] + face.box[2:]) / 2
+        crop = _View(float(centre[0] - side), float(centre[1] - side), 2 * side)
+        # The keypoints' turn, then the opposite one (an upside-down face is often
+        # read as upright), then the other two (TURNS order).
+        likely = (face.upright_turn, (face.upright_turn + 2) % 4)
+        order = [*likely, *(t for t in TURNS if t not in likely)]
+        seen: dict[int, RawFace] = {}
+        for look_turn in order:
+            faces = self._faces(image, [crop], look_turn, cache)
+            if not faces:
+                continue
+            best = max(faces, key=lambda f: f.score)
+            seen[look_turn] = best
+            if best.score >= self.accept_score and best.upright_turn == look_turn:
+                break
+        if not seen:
+            return None
+        agreeing = [t for t, f in seen.items() if f.upright_turn == t]
+        upright = max(agreeing or seen, key=lambda t: seen[t].score)
+        return upright, seen[upright]
+
+    def _turned(
         self,
         image: _Pyramid,
         found: list[RawFace],
         views: list[_View],
         turn: int,
+        look: tuple[int, RawFace],
         cache: dict[_View, np.ndarray],
+        looks: dict[str, RawFace],
     ) -> list[RawFace]:
-        """``found`` (seen in ``views`` turned by ``turn``) with its best face's turn settled:
-        kept when it scores ``accept_score`` upright in that view; otherwise a square of
-        twice its side around it is seen at all four turns (four calls) and the best
-        look decides: the same turn keeps ``found``; at another the views are looked
-        at again at that turn."""
-        best = max(found, key=lambda f: f.score)
-        side = float(max(best.box[2] - best.box[0], best.box[3] - best.box[1]))
-        if (
-            best.score >= self.accept_score
-            and best.upright_turn == turn
-            and side >= TRUSTED_FACE_FRACTION * image.shorter_side
-        ):
-            return found
-        centre = (best.box[:2] + best.box[2:]) / 2
-        crop = _View(float(centre[0] - side), float(centre[1] - side), 2 * side)
-        looks = {t: self._faces(image, [crop], t, cache) for t in TURNS}
-        upright = max(TURNS, key=lambda t: max((f.score for f in looks[t]), default=0.0))
-        if not looks[upright]:
-            return found
+        """The faces of the frame the look found upright: ``found`` at the views' turn;
+        at another, the views looked at again at that turn (the one-face rule needs
+        the faces of the upright frame, with boxes seen at one scale)."""
+        upright, face = look
+        looks["closer"] = face
         if upright == turn:
             # Keep the views' own boxes: the one-face rule compares box sides, and
-            # a face looked at closer gets a tighter box than its neighbours.
-            return found
-        again = weighted_nms(self._faces(image, views, upright, cache))
-        return again or [max(looks[upright], key=lambda f: f.score)]
+            # a face looked at closer gets a tighter box than its neighbours. The
+            # looked-at face takes the look's keypoints, which agree with the turn
+            # (a small face's own may misread it: a tiny portrait read as sideways).
+            best = max(found, key=lambda f: f.score)
+            return [RawFace(f.box, face.keypoints, f.score) if f is best else f for f in found]
+        again = self._search(image, views, upright, cache)
+        return again or [face]
 
     # --- the detector interface -----------------------------------------------
 
@@ -455,37 +592,87 @@ class BlazeFaceDetector:
         which frame a small face (a card's portrait, 20-30 px in a tile) better for
         alignment."""
         height, width = pixels.shape[:2]
-        image = _Pyramid(Image.fromarray(pixels)) if pixels.ndim == 3 else None
-        raw = self.raw_faces(pixels, image)
+        image = _Pyramid(pixels) if pixels.ndim == 3 else None
+        looks: dict[str, RawFace] = {}
+        raw = self.raw_faces(pixels, image, looks)
         found = [_detection(face, width, height) for face in raw]
         # Faces below the rule's score floor never count as a second face; nor may
         # they be the candidate while a stronger face exists (a card's guilloche
         # found at 0.5 with a box bigger than the portrait).
         strong = [d for d in found if d.score >= self.visibility.min_score]
         candidates = strong or found
-        if found and self.refuse_multiple_faces:
-            # The one-face rule compares faces within one frame: keep those upright
-            # in the candidate's frame (a face turned another way is a picture on
-            # the wall or a printed card, not a second person beside the user).
-            main = max(candidates, key=lambda d: (d.side_px, d.score))
-            candidates = [d for d in candidates if d.rotation_deg == main.rotation_deg]
-        chosen = select_single_face(
-            candidates,
+        if found:
+            # The one-face rule compares faces within one frame: the turn the search
+            # settled (its closer look; without one, its best face's). A face turned
+            # another way is a picture on the wall, a printed card or a pattern
+            # (a card's guilloche "seen" sideways with a box twice the portrait's),
+            # not a second person beside the user.
+            settled = looks.get("closer") or max(raw, key=lambda f: f.score)
+            frame = [d for d in candidates if d.rotation_deg == 90 * settled.upright_turn]
+            candidates = frame or candidates
+        while True:
+            try:
+                chosen = select_single_face(
+                    candidates,
+                    min_face_px=self.min_face_px,
+                    scale=scale,
+                    visibility=self.visibility if self.refuse_multiple_faces else None,
+                )
+            except MultipleFacesError:
+                if image is None:
+                    raise
+                return self._confirmed_one(image, raw, found, candidates, scale, looks)
+            face = raw[next(i for i, d in enumerate(found) if d is chosen)]
+            closer = looks.get("closer")
+            if closer is None or _iou(closer.box, face.box) <= NMS_IOU:
+                # Not the face the search looked at closely (or no look was needed).
+                closer = self._closer_look(image, face) if image is not None else None
+            if closer is not None:
+                refined = _detection(closer, width, height)
+                return refined if refined.rotation_deg == chosen.rotation_deg else chosen
+            if len(candidates) == 1:
+                return chosen
+            # Not found again at twice its side: a pattern bigger than the face (the
+            # largest face is the candidate); the rule again without it.
+            candidates = [d for d in candidates if d is not chosen]
+
+    def _confirmed_one(
+        self,
+        image: _Pyramid,
+        raw: list[RawFace],
+        found: list[Detection],
+        candidates: list[Detection],
+        scale: float,
+        looks: dict[str, RawFace],
+    ) -> Detection:
+        """The one-face rule again, on every candidate looked at closer (one call
+        each), when the views' boxes refused the image. A small face in a tile gets
+        a loose box (an ID card's faint ghost portrait, half the portrait's size,
+        measured nearly as big as it); seen at twice its side, every face is
+        measured alike. A face the look does not find again no longer counts."""
+        height, width = image.shape
+        looked = []
+        for detection in candidates:
+            face = raw[next(i for i, d in enumerate(found) if d is detection)]
+            closer = looks.get("closer")
+            if closer is None or _iou(closer.box, face.box) <= NMS_IOU:
+                closer = self._closer_look(image, face)
+            if closer is None:
+                continue
+            refined = _detection(closer, width, height)
+            if refined.rotation_deg == detection.rotation_deg:
+                looked.append(refined)
+        return select_single_face(
+            looked or candidates,
             min_face_px=self.min_face_px,
             scale=scale,
-            visibility=self.visibility if self.refuse_multiple_faces else None,
+            visibility=self.visibility,
         )
-        face = raw[next(i for i, d in enumerate(found) if d is chosen)]
-        closer = self._closer_look(image, face) if image is not None else None
-        if closer is None:
-            return chosen
-        refined = _detection(closer, width, height)
-        return refined if refined.rotation_deg == chosen.rotation_deg else chosen
 
     def _closer_look(self, image: _Pyramid, face: RawFace) -> RawFace | None:
         """``face`` seen in a square of twice its side at its upright turn: the look's
         face overlapping it, or None."""
-        side = float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+        side = _side(face)
         centre = (face.box[:2] + face.box[2:]) / 2
         crop = _View(float(centre[0] - side), float(centre[1] - side), 2 * side)
         seen = [
@@ -494,6 +681,21 @@ class BlazeFaceDetector:
             if _iou(f.box, face.box) > NMS_IOU
         ]
         return max(seen, key=lambda f: f.score, default=None)
+
+
+def _near_inner_edge(face: RawFace, tiles: list[_View]) -> bool:
+    """Whether ``face`` comes within a tenth of its side of an edge shared by two
+    tiles (tiles run along one axis: the one their offsets differ in)."""
+    horizontal = tiles[-1].left > tiles[0].left
+    low, high = (face.box[0], face.box[2]) if horizontal else (face.box[1], face.box[3])
+    margin = 0.1 * _side(face)
+    starts = [t.left if horizontal else t.top for t in tiles]
+    edges = starts[1:] + [start + tiles[0].side for start in starts[:-1]]
+    return any(low - margin < edge < high + margin for edge in edges)
+
+
+def _side(face: RawFace) -> float:
+    return float(max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
 
 
 def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:

@@ -23,16 +23,21 @@ import numpy as np
 from PIL import Image
 
 from facematch.engine.align import Aligner, keypoint_chip
+from facematch.engine.blazeface import BlazeFaceDetector
 from facematch.engine.detect import Detection, FaceDetector, rotate
 from facematch.engine.embed import Embedder, create_embedder
 from facematch.engine.errors import EngineError, ModelError, NoFaceError
 from facematch.engine.images import DecodedImage, ImageInput, ImageLimits, load_image
 from facematch.engine.quality import QualityRule, measure
-from facematch.engine.scoring import Calibration, distance, load_calibration
+from facematch.engine.scoring import (
+    Calibration,
+    calibration_resource,
+    distance,
+    load_calibration,
+)
 from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 
 if TYPE_CHECKING:
-    from facematch.engine.blazeface import BlazeFaceDetector
     from facematch.settings import Settings
 
 _In = TypeVar("_In")
@@ -67,15 +72,18 @@ class FaceMatcher:
         """``quality`` replaces the default :class:`QualityRule`; ``check_quality=False``
         measures quality (``FaceObservation.quality``) without refusing on it."""
         self._embedder = embedder if embedder is not None else create_embedder("onnx")
+        self._detector = (
+            detector if detector is not None else BlazeFaceDetector(min_face_px=min_face_px)
+        )
         self._calibration = (
             calibration
             if calibration is not None
-            else load_calibration(model_id=self._embedder.model_id)
+            else _shipped_calibration(self.model_id, self._embedder.model_id)
         )
-        if self._calibration.model_id != self._embedder.model_id:
+        if self._calibration.model_id not in (self.model_id, self._embedder.model_id):
             raise ModelError(
                 f"calibration is for model {self._calibration.model_id!r}, "
-                f"the embedder is {self._embedder.model_id!r}"
+                f"the pipeline is {self.model_id!r}"
             )
         if threshold is not None and threshold <= 0:
             raise ValueError("threshold must be positive")
@@ -83,7 +91,6 @@ class FaceMatcher:
             threshold if threshold is not None else self._calibration.default_threshold
         )
         self._limits = limits if limits is not None else ImageLimits()
-        self._detector = detector if detector is not None else FaceDetector(min_face_px=min_face_px)
         self._aligner = aligner if aligner is not None else Aligner()
         self._decode_max_side_px = decode_max_side_px
         self._quality = (quality or QualityRule()) if check_quality else None
@@ -271,6 +278,18 @@ class FaceMatcher:
             first=first,
             second=second,
         )
+
+
+def _shipped_calibration(pipeline_model_id: str, embedder_model_id: str) -> Calibration:
+    """The calibration fitted on this very pipeline when one is shipped, else the
+    embedder's (fitted with the HOG detector: a detector variant without its own,
+    e.g. BlazeFace with the plain descriptor, shares its thresholds)."""
+    from importlib import resources
+
+    own = resources.files("facematch.engine").joinpath(calibration_resource(pipeline_model_id))
+    if own.is_file():
+        return load_calibration(model_id=pipeline_model_id)
+    return load_calibration(model_id=embedder_model_id)
 
 
 def create_detector(name: str, *, min_face_px: int = 40) -> FaceDetector | BlazeFaceDetector:
