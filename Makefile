@@ -17,9 +17,11 @@ install: $(BIN)/.installed
 run: install  ## start the service on http://127.0.0.1:8000 with an embedded SQLite database
 	FACEMATCH_ENVIRONMENT=$${FACEMATCH_ENVIRONMENT:-development} $(BIN)/facematch serve
 
-lint: install
+lint: install  ## ruff, mypy on src/, import-linter contracts (pyproject.toml)
 	$(BIN)/ruff check src tests bench clients/python/src
 	$(BIN)/ruff format --check src tests bench clients/python/src
+	$(BIN)/mypy src/facematch
+	$(BIN)/lint-imports
 
 # PostgreSQL tests run when FACEMATCH_TEST_POSTGRES_URL names a server; when it
 # is unset and a local server answers on 127.0.0.1:5432, its `test` database is

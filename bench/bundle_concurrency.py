@@ -34,52 +34,20 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 from facematch.service.app import create_app
 from facematch.settings import Settings
 from facematch.store import repository
 from facematch.store.db import session_scope
 from facematch.store.vault import new_key_spec
+from facematch.testing.provision import create_client
+from facematch.testing.stub import StubMatcher
 
 IMAGE_BYTES = 5 * 1024 * 1024
 SAMPLE_EVERY_S = 0.005
-MODEL_ID = "bench-constant"
-
-
-class ConstantMatcher:
-    """Answers every call with the same match, without looking at the images."""
-
-    model_id = MODEL_ID
-
-    def _result(self) -> MatchResult:
-        face = FaceObservation(
-            box_px=FaceBox(1, 2, 3, 4),
-            detector_score=1.0,
-            rotation_deg=0,
-            image_size_px=(10, 10),
-            embedding=np.zeros(128, np.float32),
-            model_id=MODEL_ID,
-        )
-        return MatchResult(
-            is_similar=True,
-            confidence=0.9,
-            distance=0.3,
-            threshold=0.5,
-            model_id=MODEL_ID,
-            first=face,
-            second=face,
-        )
-
-    def match(self, first: object, second: object) -> MatchResult:
-        return self._result()
-
-    def match_reference(self, image: object, embedding: object, model_id: str) -> MatchResult:
-        return self._result()
 
 
 def _schema_url(base_url: str, schema: str, application: str) -> str:
@@ -138,21 +106,17 @@ class LockWaits:
 
 def _provision(client: TestClient, *, quota: int | None, tokens: int) -> tuple[str, list[str]]:
     """One bundle and ``tokens`` access tokens of one trial each."""
-    suffix = uuid.uuid4().hex[:8]
     with session_scope(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
-        org = repository.create_organisation(session, name=f"bench-{suffix}")
-        user = repository.create_user(
-            session, organisation=org, username=f"b-{suffix}", password="b"
+        creds = create_client(
+            session, quota=quota, token_trials=1, token_lifetime_s=3600, name="bench"
         )
-        bundle, key = repository.create_bundle(
-            session, organisation=org, quota=quota, token_trials=1, token_lifetime_s=3600
-        )
-        app, _ = repository.create_application(session, organisation=org, bundle=bundle, name="b")
+        user = repository.get_user(session, username=creds.username)
+        app = repository.get_application(session, client_id=creds.client_id)
         issued = [
             repository.issue_token(session, user=user, application=app, refresh_lifetime_s=60)
             for _ in range(tokens)
         ]
-        return key, [token.access_token for token in issued]
+        return creds.bundle_key, [token.access_token for token in issued]
 
 
 def _run(client: TestClient, body: bytes, tokens: list[str], clients: int) -> float:
@@ -207,7 +171,8 @@ def main() -> None:
                 max_inflight_matches=max(4, args.clients),
                 request_timeout_s=120.0,
             )
-            app = create_app(settings, matcher=ConstantMatcher())  # type: ignore[arg-type]
+            # The stub answers at once: what is measured is the service and the database.
+            app = create_app(settings, matcher=StubMatcher())
             with TestClient(app) as client:
                 quota = 10 * args.calls * args.repeats if args.quota == "limited" else None
                 rates: dict[int, list[float]] = {1: [], args.clients: []}

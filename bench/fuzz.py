@@ -2,7 +2,7 @@
 
 Starts the server on a free loopback port with a fresh SQLite database (or
 ``--database-url``), provisions a client, and sends hypothesis-generated hostile
-requests (tests/service/fuzz_cases.py: every endpoint, malformed JSON, lone
+requests (facematch/testing/fuzz_cases.py: every endpoint, malformed JSON, lone
 surrogates, base64 variants, mutated images of every format, extreme image shapes,
 odd methods, paths and headers) from ``--concurrency`` client threads. Bounded by
 ``--cases`` and ``--max-seconds``; stops by itself; loopback only.
@@ -37,13 +37,13 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-from tests.conftest import lfw_image, lfw_root_path
-from tests.service import fuzz_cases as fz
-from tests.service import fuzz_target
-from tests.service.live_server import LiveServer
 from tqdm import tqdm
 
 from facematch.store import db
+from facematch.testing import fuzz_cases as fz
+from facematch.testing import fuzz_target
+from facematch.testing.lfw import lfw_image, lfw_root_path
+from facematch.testing.live import LiveServer
 
 # Extreme shapes in every accepted format: tiny files, huge arrays (defect 1 of issue 10).
 EXTREME_SHAPES = (

@@ -1,9 +1,10 @@
 """Load harness: drive a real ``facematch serve`` on loopback with real face pairs.
 
 It starts N worker processes of ``facematch serve`` on a free loopback port
-(or uses ``--url``), creates an organisation, user, bundle and application
-with the admin CLI, takes LFW View 1 DevTest pairs as JPEGs (``--workload``:
-``lfw-640x480``, each face re-encoded as a 640×480 frame, or ``kyc``, the
+(or uses ``--url``), writes an organisation, user, bundle and application into
+its database (both with :mod:`facematch.testing`, the harness the live tests
+use), takes LFW View 1 DevTest pairs as JPEGs (``--workload``: ``lfw-640x480``,
+each face re-encoded as a 640×480 frame, or ``kyc``, the
 KYC-style selfie × ID-card pairs of :mod:`facematch.evaluation.kyc`: selfies of
 640×480, 480×640 and 12 MP, flat and photographed ID cards, a quarter turned),
 and sends two-image match requests **open-loop**: request *i* is sent at
@@ -44,13 +45,8 @@ import io
 import ipaddress
 import json
 import os
-import random
-import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,13 +57,16 @@ from urllib.parse import urlsplit
 import httpx
 from PIL import Image
 
+from facematch.settings import Settings
+from facematch.store import db
+from facematch.testing.live import LiveServer
+from facematch.testing.provision import Credentials, provision
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LFW = ROOT / ".." / "shared" / "data" / "lfw-view1"
 MATCH_PATH = "/api/v1/face/match/"
 TOKEN_PATH = "/api/o/token/"
 REFUSALS = (429, 503)
-# The console script installed beside this interpreter (same virtual environment).
-FACEMATCH_CLI = str(Path(sys.executable).parent / "facematch")
 HARD_CAP_REQUESTS = 100_000  # no run ever sends more than this
 HARD_CAP_SECONDS = 1800.0  # nor runs longer than this
 
@@ -201,12 +200,6 @@ def load_kyc_pairs(lfw_root: Path, count: int, out_dir: Path) -> tuple[list[tupl
 # --- server ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _require_loopback(url: str) -> None:
     host = urlsplit(url).hostname or ""
     try:
@@ -215,183 +208,6 @@ def _require_loopback(url: str) -> None:
         loopback = False
     if not loopback:
         raise SystemExit(f"refusing to load-test a non-loopback host: {host!r}")
-
-
-@dataclass
-class Client:
-    """Credentials of the load-test client, created with the admin CLI."""
-
-    username: str
-    password: str
-    client_id: str
-    client_secret: str
-    bundle_key: str
-
-
-def _cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [FACEMATCH_CLI, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"facematch {' '.join(args[:2])} failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _field(output: str, name: str) -> str:
-    """The value printed by the admin CLI for ``name`` (``name: value`` or JSON)."""
-    try:
-        data = json.loads(output)
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and name in data:
-        return str(data[name])
-    match = re.search(rf"^\s*{re.escape(name)}\s*[:=]\s*(\S+)", output, re.MULTILINE)
-    if not match:
-        raise SystemExit(f"admin CLI output has no {name!r}: {output!r}")
-    return match.group(1)
-
-
-def bootstrap_client(env: dict[str, str], *, trials: int, lifetime_s: int) -> Client:
-    """Organisation, user, bundle (many trials per token) and application via the admin CLI."""
-    suffix = f"{os.getpid()}{random.randrange(10**6)}"
-    user, password = f"load{suffix}", f"pw-{suffix}-load"
-    where = []
-    if env.get("FACEMATCH_DATABASE_URL"):
-        where = ["--database-url", env["FACEMATCH_DATABASE_URL"]]
-    elif env.get("FACEMATCH_DATA_DIR"):
-        where = ["--data-dir", env["FACEMATCH_DATA_DIR"]]
-    output = _cli(
-        env,
-        "admin",
-        *where,
-        "bootstrap",
-        "--organisation",
-        f"load{suffix}",
-        "--username",
-        user,
-        "--password",
-        password,
-        "--token-trials",
-        str(trials),
-        "--token-lifetime-s",
-        str(lifetime_s),
-        "--json",
-    )
-    return Client(
-        username=user,
-        password=password,
-        client_id=_field(output, "client_id"),
-        client_secret=_field(output, "client_secret"),
-        bundle_key=_field(output, "bundle_key"),
-    )
-
-
-class Server:
-    """``facematch serve`` with N workers on a free loopback port, its own data dir."""
-
-    def __init__(
-        self,
-        *,
-        workers: int,
-        database_url: str | None,
-        log_path: Path,
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workdir = Path(tempfile.mkdtemp(prefix="facematch-load-"))
-        self.env = {
-            **os.environ,
-            "FACEMATCH_DATA_DIR": str(self.workdir),
-            "FACEMATCH_ENVIRONMENT": "development",
-            "FACEMATCH_PURGE_INTERVAL_S": "0",
-        }
-        if database_url:
-            self.env["FACEMATCH_DATABASE_URL"] = database_url
-        self.env.update(extra_env or {})
-        self.workers = workers
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, ready_timeout_s: float = 300.0) -> None:
-        self.log_path.write_bytes(b"")
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                FACEMATCH_CLI,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-            ],
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + ready_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(
-                    f"server exited with {self.process.returncode}; see {self.log_path}"
-                )
-            # Every worker must have finished its startup, not just the first to answer.
-            started = self.log_path.read_bytes().count(b"Application startup complete")
-            try:
-                ready = httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                ready = False
-            if ready and started >= self.workers:
-                return
-            time.sleep(0.5)
-        raise SystemExit(f"server not ready after {ready_timeout_s:.0f} s; see {self.log_path}")
-
-    def worker_pids(self) -> list[int]:
-        """The processes serving requests: the children running uvicorn workers, or the server."""
-        if self.process is None:
-            return []
-        if self.workers == 1:
-            return [self.process.pid]
-        return [
-            pid for pid in _children(self.process.pid) if "resource_tracker" not in _cmdline(pid)
-        ]
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return sorted(out)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -533,7 +349,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 class Driver:
     """Holds the client, a token with enough trials, and the prepared request bodies."""
 
-    def __init__(self, url: str, client: Client, pairs: list[tuple[str, str]]) -> None:
+    def __init__(self, url: str, client: Credentials, pairs: list[tuple[str, str]]) -> None:
         self.url = url
         self.client = client
         # Bodies are serialised once, so the harness spends its CPU on sending, not JSON.
@@ -686,7 +502,8 @@ async def find_max_rate(
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    server: Server | None = None
+    server: LiveServer | None = None
+    workdir: Path | None = None
     reports: list[RunReport] = []
     started = time.monotonic()
     baseline_before: float | None = None
@@ -719,21 +536,27 @@ async def main_async(args: argparse.Namespace) -> int:
         if args.url:
             _require_loopback(args.url)
             url, pids = args.url.rstrip("/"), [int(p) for p in args.pids.split(",") if p]
-            env = {**os.environ}
+            # The running server's database, as its own configuration (this environment) names it.
+            database_url = db.database_url(Settings())
         else:
-            log_path = Path(args.server_log)
+            workdir = Path(tempfile.mkdtemp(prefix="facematch-load-"))
             extra = dict(item.split("=", 1) for item in args.server_env)
-            server = Server(
+            server = LiveServer(
                 workers=args.workers,
                 database_url=args.database_url,
-                log_path=log_path,
-                extra_env=extra,
+                data_dir=workdir,
+                log_path=Path(args.server_log),
+                warm_up=True,  # measured runs start warm, as in production
+                start_timeout_s=300.0,
+                **extra,
             )
-            env = server.env
+            database_url = server.database_url
             url = server.url
         baseline_before = engine_baseline_ms(pairs)
         print(f"engine baseline before: {baseline_before:.1f} ms per match", flush=True)
-        client = bootstrap_client(env, trials=10_000_000, lifetime_s=3600)
+        client = provision(
+            database_url, token_trials=10_000_000, token_lifetime_s=3600, name="load"
+        )
         if server is not None:
             server.start()
             pids = server.worker_pids()
@@ -785,6 +608,8 @@ async def main_async(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
         if baseline_before is not None:
             baseline_after = engine_baseline_ms(pairs)
             print(

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from facematch.store import security
-
-DEFAULT_LFW_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw-view1"
+from facematch.testing.lfw import lfw_image as lfw_image  # the tests import it from here
+from facematch.testing.lfw import lfw_root_path
 
 # --- password hashing cost ------------------------------------------------------
 
@@ -40,10 +40,6 @@ def cheap_password_cost(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
     monkeypatch.setattr(security, "DUMMY_PASSWORD_HASH", _cheap_dummy_hash())
 
 
-def lfw_root_path() -> Path:
-    return Path(os.environ.get("FACEMATCH_LFW_ROOT", DEFAULT_LFW_ROOT)).resolve()
-
-
 @pytest.fixture(scope="session")
 def lfw_root() -> Path:
     """The LFW View 1 folder; tests that need it skip, saying where they looked."""
@@ -51,11 +47,6 @@ def lfw_root() -> Path:
     if not (root / "images").is_dir():
         pytest.skip(f"LFW View 1 not found at {root} (set FACEMATCH_LFW_ROOT)")
     return root
-
-
-def lfw_image(root: Path, name: str, number: int) -> Path:
-    """Path of image ``number`` (from 1) of person ``name``, in LFW's layout."""
-    return root / "images" / name / f"{name}_{number:04d}.jpg"
 
 
 # --- databases (service and store tests) ---------------------------------------

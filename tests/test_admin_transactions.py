@@ -20,7 +20,7 @@ from facematch.store.sealed import (
     store_transaction_images,
 )
 from facematch.store.vault import new_key_spec, vault_from_specs
-from tests.service.keys import client_private_key, public_pem
+from facematch.testing.keys import client_private_key, public_pem
 
 
 @pytest.fixture

@@ -29,7 +29,10 @@ cli.add_command(postman)
 
 
 def main() -> None:
-    cli(auto_envvar_prefix="FACEMATCH")
+    # No auto_envvar_prefix: each option names its variable (docs/cli.md lists them);
+    # click's automatic FACEMATCH_<COMMAND>_<OPTION> names were undocumented and
+    # shadowed the settings (FACEMATCH_SERVE_PORT beside FACEMATCH_PORT).
+    cli()
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from facematch.testing.keys import client_private_key, public_pem
+from facematch.testing.live import FACEMATCH_CLI, LiveServer
 from tests.conftest import lfw_image
-from tests.service.keys import client_private_key, public_pem
-from tests.service.live_server import FACEMATCH_CLI, LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 

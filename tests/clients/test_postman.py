@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from facematch.commands.postman import CALLS, COLLECTION_FILE, ENVIRONMENT_FILE, generate
+from facematch.testing.keys import client_private_key, public_pem
 from tests.clients.conftest import REPO, LiveClient, admin, no_face_photo
-from tests.service.keys import client_private_key, public_pem
 
 POSTMAN_DIR = REPO / "clients" / "postman"
 NEWMAN = POSTMAN_DIR / "node_modules" / ".bin" / "newman"

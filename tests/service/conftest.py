@@ -62,10 +62,11 @@ def client(
 
 @pytest.fixture(scope="session")
 def stub_client(
-    database_url: str, matcher: object, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    """The real app with a scripted engine, to produce every engine error on demand."""
-    stub = StubMatcher(model_id=matcher.model_id)  # type: ignore[attr-defined]
+    """The real app with a scripted engine (no model loaded), to produce every engine
+    error on demand."""
+    stub = StubMatcher()
     app = create_app(
         service_settings(
             database_url,

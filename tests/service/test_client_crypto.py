@@ -21,7 +21,7 @@ from facematch.service.client_crypto import (
     normalized_public_pem,
     public_key_fingerprint,
 )
-from tests.service.keys import client_private_key, other_client_private_key, public_pem
+from facematch.testing.keys import client_private_key, other_client_private_key, public_pem
 
 
 def client_side_decrypt(envelope: dict[str, str], private_key: rsa.RSAPrivateKey) -> bytes:

@@ -39,9 +39,9 @@ def test_demo_is_on_in_development_and_off_by_default_in_production(
 
 @pytest.fixture(scope="module")
 def demo_client(
-    database_url: str, matcher: object, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    stub = StubMatcher(model_id=matcher.model_id)  # type: ignore[attr-defined]
+    stub = StubMatcher()
     settings = service_settings(database_url, tmp_path_factory.mktemp("demo"), demo=True)
     with TestClient(create_app(settings, matcher=stub), raise_server_exceptions=False) as client:  # type: ignore[arg-type]
         yield client

@@ -33,8 +33,9 @@ from sqlalchemy.engine import make_url
 
 from facematch.service.errors import CATALOGUE
 from facematch.store.vault import new_key_spec
+from facematch.testing.live import LiveServer
+from facematch.testing.provision import ledger, provision, token_from
 from tests.conftest import lfw_image
-from tests.service.live_server import LiveServer, ledger, provision, token_from
 from tests.service.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.lfw, pytest.mark.timeout(600)]

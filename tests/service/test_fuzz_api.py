@@ -1,6 +1,6 @@
 """Property-based fuzzing of every endpoint, in-process, through the real app and engine.
 
-Each property draws hostile requests from :mod:`tests.service.fuzz_cases` and
+Each property draws hostile requests from :mod:`facematch.testing.fuzz_cases` and
 checks, for every answer: the status is one docs/api.md lists for the endpoint,
 the body is the catalogue's JSON, the token lost a trial exactly when the answer
 says the call was authenticated (``trials_remaining``), and the app still answers
@@ -29,9 +29,9 @@ from facematch.service.errors import CATALOGUE
 from facematch.store.db import session_scope
 from facematch.store.models import AccessToken, Organisation
 from facematch.store.security import digest_secret
+from facematch.testing import fuzz_cases as fz
+from facematch.testing.keys import client_private_key, public_pem
 from tests.conftest import lfw_image
-from tests.service import fuzz_cases as fz
-from tests.service.keys import client_private_key, public_pem
 from tests.service.support import bearer, issue_token, png_b64, provision
 
 pytestmark = [pytest.mark.lfw]

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from facematch.store import db
+from facematch.testing import fuzz_cases as fz
+from facematch.testing import fuzz_target
+from facematch.testing.live import LiveServer
 from tests.conftest import fresh_database, lfw_image
-from tests.service import fuzz_cases as fz
-from tests.service import fuzz_target
-from tests.service.live_server import LiveServer
 from tests.service.test_fuzz_api import FUZZ, scaled
 
 pytestmark = [pytest.mark.slow, pytest.mark.lfw]

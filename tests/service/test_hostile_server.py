@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.live_server import LiveServer
+from facematch.testing.live import LiveServer
 
 BODY_BYTES = 16_000_000  # under the 16 MiB default limit: only the token can refuse it
 BURST = 10

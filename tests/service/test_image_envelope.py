@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from facematch.service.errors import CATALOGUE
-from tests.service.live_server import LiveServer, provision, token_from
+from facematch.testing.live import LiveServer
+from facematch.testing.provision import provision, token_from
 from tests.service.support import png_b64
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

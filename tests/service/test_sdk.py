@@ -18,6 +18,7 @@ from facematch.service import client_crypto, signing
 from facematch.service.errors import CATALOGUE
 from facematch.store import repository
 from facematch.store.db import session_scope
+from facematch.testing.keys import client_private_key
 from facematch_client import (
     ERRORS_BY_CODE,
     ApiError,
@@ -30,7 +31,6 @@ from facematch_client import (
     SignatureError,
     error_class,
 )
-from tests.service.keys import client_private_key
 from tests.service.support import Credentials, provision
 from tests.service.test_transactions import hmac_secret, register_key
 
@@ -287,7 +287,7 @@ def test_retry_policy_rejects_nonsense_headers() -> None:
 
 
 def test_async_client_in_process_rotates_tokens_under_concurrency(
-    database_url: str, matcher: object, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     """AsyncClient on httpx.ASGITransport: the real app, its lifespan, one event loop."""
     from facematch.service.app import create_app
@@ -295,7 +295,7 @@ def test_async_client_in_process_rotates_tokens_under_concurrency(
     from tests.service.conftest import service_settings
     from tests.service.support import StubMatcher
 
-    stub = StubMatcher(model_id=matcher.model_id)  # type: ignore[attr-defined]
+    stub = StubMatcher()
     app = create_app(service_settings(database_url, tmp_path), matcher=stub)  # type: ignore[arg-type]
 
     async def scenario() -> tuple[list[int], int]:

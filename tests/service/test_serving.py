@@ -90,10 +90,10 @@ def test_engine_errors_are_counted_by_code(stub_client: TestClient) -> None:
 
 @pytest.fixture
 def slow_engine_client(
-    database_url: str, matcher: object, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> Iterator[tuple[TestClient, StubMatcher]]:
     """One engine thread, room for one request, and a 0.5 s request deadline."""
-    stub = StubMatcher(model_id=matcher.model_id)  # type: ignore[attr-defined]
+    stub = StubMatcher()
     settings = service_settings(
         database_url,
         tmp_path,

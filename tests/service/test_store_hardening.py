@@ -32,8 +32,8 @@ from facematch.store.db import session_scope
 from facematch.store.models import AccessToken, Bundle, Transaction, utcnow
 from facematch.store.retention import purge_expired
 from facematch.store.views import TokenRef
+from facematch.testing.keys import client_private_key
 from tests.service.conftest import service_settings
-from tests.service.keys import client_private_key
 from tests.service.support import Credentials, StubMatcher, bearer, issue_token, provision, script
 from tests.service.test_transactions import client_decrypt, register_key
 
@@ -43,12 +43,10 @@ WAIT_S = 20  # bound on every wait for another thread; never reached when all is
 
 
 @pytest.fixture(scope="module")
-def app_client(
-    database_url: str, matcher: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
+def app_client(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """The real app with the scripted engine and a deadline long enough that a call
     held at a step by the test is not cut off meanwhile."""
-    stub = StubMatcher(model_id=matcher.model_id)
+    stub = StubMatcher()
     app = create_app(
         service_settings(
             database_url,

@@ -28,7 +28,7 @@ from facematch.store.models import AccessToken, Bundle, Organisation, Transactio
 from facematch.store.retention import purge_expired
 from facematch.store.sealed import ensure_bundle_hmac_secret
 from facematch.store.vault import new_key_spec, vault_from_specs
-from tests.service.keys import client_private_key, other_client_private_key, public_pem
+from facematch.testing.keys import client_private_key, other_client_private_key, public_pem
 from tests.service.support import (
     Credentials,
     bearer,

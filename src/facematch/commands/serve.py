@@ -134,6 +134,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             server_header=False,
             # Nagle off, head deadline and size, connection limit (see the module).
             http=GuardedHTTPProtocol,
+            # uvicorn annotates this int but only hands it to loop.call_later (a float).
             timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
             h11_max_incomplete_event_size=settings.max_header_bytes,
             timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),

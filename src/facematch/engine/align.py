@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facematch.engine.embed import CHIP_SIZE_PX
+from facematch.engine.chips import CHIP_SIZE_PX
 from facematch.engine.errors import ModelError
 from facematch.engine.models import shape_predictor_5_path
 from facematch.engine.types import FaceBox
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["CHIP_PADDING", "Aligner"]
 
@@ -38,7 +42,7 @@ class Aligner:
         # than proving dlib's object safe for concurrent use.
         self._lock = threading.Lock()
 
-    def _shape(self, pixels: np.ndarray, box: FaceBox):  # type: ignore[no-untyped-def]
+    def _shape(self, pixels: np.ndarray, box: FaceBox) -> Any:  # a dlib full_object_detection
         # dlib rectangles have inclusive right/bottom; FaceBox's are exclusive.
         rect = self._dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1)
         with self._lock:
@@ -116,7 +120,9 @@ def keypoint_chip(pixels: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(chip), dtype=np.uint8)
 
 
-def _shrunk_footprint(image, to_image: np.ndarray, shrink: float):  # type: ignore[no-untyped-def]
+def _shrunk_footprint(
+    image: Image.Image, to_image: np.ndarray, shrink: float
+) -> tuple[Image.Image, np.ndarray]:
     """The chip's footprint in ``image`` cropped (zeros outside, as dlib) and shrunk by
     ``shrink`` with an area filter, and the chip → footprint matrix."""
     from PIL import Image

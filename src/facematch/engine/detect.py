@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -256,7 +257,7 @@ class FaceDetector:
         self._coarse_accept_px = self.coarse_margin * HOG_WINDOW_PX / self.visibility.min_side_ratio
         self._local = threading.local()
 
-    def _dlib_detector(self):  # type: ignore[no-untyped-def]
+    def _dlib_detector(self) -> Any:  # dlib ships no type stubs
         detector = getattr(self._local, "detector", None)
         if detector is None:
             import dlib
@@ -341,7 +342,7 @@ class FaceDetector:
             return self._run(pixels, plan, rotation_deg)
         return self._detections(pixels, lifted, scores, plan.resize, rotation_deg)
 
-    def _dlib_run(self, work: np.ndarray, upsample: int) -> tuple[list, list[float]]:  # type: ignore[type-arg]
+    def _dlib_run(self, work: np.ndarray, upsample: int) -> tuple[list[Any], list[float]]:
         check_native_input(work, upsample=upsample)
         try:
             rects, scores, _ = self._dlib_detector().run(work, upsample, 0.0)
@@ -358,7 +359,7 @@ class FaceDetector:
     def _detections(
         self,
         pixels: np.ndarray,
-        rects: list,  # type: ignore[type-arg]
+        rects: list[Any],  # dlib.rectangle
         scores: list[float],
         resize: float,
         rotation_deg: int,
@@ -386,11 +387,11 @@ class FaceDetector:
         return found
 
 
-def _corners(rect) -> tuple[int, int, int, int]:  # type: ignore[no-untyped-def]
+def _corners(rect: Any) -> tuple[int, int, int, int]:
     return rect.left(), rect.top(), rect.right(), rect.bottom()
 
 
-def _box_before_skipping(pyramid, rect, levels: int):  # type: ignore[no-untyped-def]
+def _box_before_skipping(pyramid: Any, rect: Any, levels: int) -> Any | None:
     """The box dlib's detector reports for ``rect`` when run on the image ``levels``
     pyramid steps up, or None when the level ``rect`` was found at is not recognised.
 

@@ -16,6 +16,7 @@ the byte offset where reading stopped.
 
 from __future__ import annotations
 
+import builtins  # _Reader names its methods int, bool, float: annotations there need the builtins
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,7 +226,7 @@ class _Reader:
         value = int.from_bytes(self._take(size, what), "little") if size else 0
         return -value if control & 0x80 else value
 
-    def expect_int(self, expected: int, what: str) -> int:
+    def expect_int(self, expected: builtins.int, what: str) -> builtins.int:
         start = self.pos
         value = self.int(what)
         if value != expected:
@@ -254,7 +255,7 @@ class _Reader:
             raise self.fail(f"expected '0' or '1' for {what}, found byte 0x{char:02x}", start)
         return char == ord("1")
 
-    def string(self, what: str, max_len: int = 256) -> str:
+    def string(self, what: str, max_len: builtins.int = 256) -> str:
         start = self.pos
         length = self.int(f"{what} (length)")
         if not 0 <= length <= max_len:
@@ -294,7 +295,7 @@ class _Reader:
             values = self._float_details_array(count, what)
         return values.reshape(dims)
 
-    def _float_details_array(self, count: int, what: str) -> np.ndarray:
+    def _float_details_array(self, count: builtins.int, what: str) -> np.ndarray:
         # Byte positions depend on every preceding value, so the walk is sequential;
         # the decoding itself (m * 2**e) is vectorised.
         mantissas = np.empty(count, np.int64)
@@ -308,7 +309,7 @@ class _Reader:
         values[exponents == _EXP_NAN] = np.nan
         return values.astype(np.float32)
 
-    def alias(self, what: str) -> tuple[int, int, int, int]:
+    def alias(self, what: str) -> tuple[builtins.int, builtins.int, builtins.int, builtins.int]:
         """An alias_tensor: version 1 then (n, k, nr, nc); it only describes a view."""
         self.expect_int(1, f"{what} alias_tensor version")
         n, k, nr, nc = (self.int(f"{what} alias dimension") for _ in range(4))
@@ -321,7 +322,7 @@ class _Reader:
         if values.size:
             raise self.fail(f"expected empty {what}, found {values.shape}", start)
 
-    def at_end(self) -> bool:
+    def at_end(self) -> builtins.bool:
         return self.pos == len(self._data)
 
 

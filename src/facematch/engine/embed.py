@@ -26,11 +26,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from facematch.engine.chips import DESCRIPTOR_SIZE, check_chips
 from facematch.engine.errors import ModelError
 from facematch.engine.models import resnet_model_path
-
-CHIP_SIZE_PX = 150
-DESCRIPTOR_SIZE = 128
 
 
 @runtime_checkable
@@ -42,15 +40,6 @@ class Embedder(Protocol):
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """``chips``: uint8 [n, 150, 150, 3] RGB → float32 [n, 128]."""
         ...
-
-
-def check_chips(chips: np.ndarray) -> np.ndarray:
-    """Validate the chip batch layout every backend expects."""
-    if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE_PX, CHIP_SIZE_PX, 3):
-        raise ValueError(f"chips must be [n, {CHIP_SIZE_PX}, {CHIP_SIZE_PX}, 3], got {chips.shape}")
-    if chips.dtype != np.uint8:
-        raise ValueError(f"chips must be uint8, got {chips.dtype}")
-    return np.ascontiguousarray(chips)
 
 
 class DlibEmbedder:

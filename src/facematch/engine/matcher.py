@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -38,6 +39,9 @@ from facematch.engine.types import FaceBox, FaceObservation, MatchResult
 
 if TYPE_CHECKING:
     from facematch.settings import Settings
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 __all__ = ["DECODE_MAX_SIDE_PX", "FaceMatcher", "create_detector"]
 
@@ -313,7 +317,7 @@ class _Laps:
             self._last = now
 
 
-def _tagged(function, image, which):  # type: ignore[no-untyped-def]
+def _tagged(function: Callable[[_In], _Out], image: _In, which: str) -> _Out:
     """Call ``function(image)``; an EngineError gets ``.image = which``."""
     try:
         return function(image)

@@ -7,11 +7,12 @@ imported as ``face_recognition_models``). Nothing is ever downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 from facematch.engine.errors import ModelError
 
 
-def _models_module():  # type: ignore[no-untyped-def]
+def _models_module() -> ModuleType:
     try:
         import face_recognition_models
     except ImportError as exc:

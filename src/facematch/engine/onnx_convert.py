@@ -110,9 +110,10 @@ def _pad_to(b: _Builder, x: _Value, shape: tuple[int, int, int]) -> str:
 
 
 def _add_prev(b: _Builder, x: _Value, other: _Value) -> _Value:
-    shape = tuple(max(p, q) for p, q in zip(x.shape, other.shape, strict=True))
+    channels, rows, cols = (max(p, q) for p, q in zip(x.shape, other.shape, strict=True))
+    shape = (channels, rows, cols)
     name = b.node("Add", [_pad_to(b, x, shape), _pad_to(b, other, shape)], "add_prev")
-    return _Value(name, shape)  # type: ignore[arg-type]
+    return _Value(name, shape)
 
 
 def build_model(net: DlibNetwork) -> onnx.ModelProto:

@@ -24,8 +24,8 @@ import numpy as np
 import onnxruntime as ort
 from filelock import FileLock, Timeout
 
+from facematch.engine.chips import DESCRIPTOR_SIZE, check_chips
 from facematch.engine.dlib_format import load_network
-from facematch.engine.embed import DESCRIPTOR_SIZE, check_chips
 from facematch.engine.errors import ModelError
 from facematch.engine.models import resnet_model_path
 from facematch.engine.onnx_convert import CONVERTER_VERSION, INPUT_NAME, build_model

@@ -9,6 +9,7 @@ converters only say what to compute.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -28,12 +29,13 @@ class GraphBuilder:
         self._counter += 1
         return f"{stem}_{self._counter}"
 
-    def const(self, stem: str, array: np.ndarray) -> str:
+    def const(self, stem: str, array: np.ndarray | np.generic) -> str:
         name = self.fresh(stem)
-        self.initializers.append(numpy_helper.from_array(array, name))
+        # A numpy scalar (np.float32(6)) becomes a 0-d tensor, as ONNX broadcasting wants.
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def node(self, op: str, inputs: list[str], stem: str, **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], stem: str, **attrs: Any) -> str:
         """Append one single-output node; its output's name."""
         out = self.fresh(stem)
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))

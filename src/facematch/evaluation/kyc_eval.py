@@ -104,8 +104,8 @@ def _impostors(kyc: KycSet, results: dict[str, ImageResult]) -> np.ndarray:
     cards = [r for r in cards if r.embedding is not None]
     if not selfies or not cards:
         return np.zeros(0, np.float32)
-    s = np.stack([r.embedding for r in selfies]).astype(np.float64)
-    c = np.stack([r.embedding for r in cards]).astype(np.float64)
+    s = np.stack([r.embedding for r in selfies if r.embedding is not None]).astype(np.float64)
+    c = np.stack([r.embedding for r in cards if r.embedding is not None]).astype(np.float64)
     sq = (s * s).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2 * s @ c.T
     different = (
         np.array([r.spec.identity for r in selfies])[:, None]
@@ -133,8 +133,10 @@ def score(kyc: KycSet, results: dict[str, ImageResult], threshold: float) -> Kyc
     distances, same = [], []
     for pair in kyc.pairs:
         a, b = results[pair.selfie.name], results[pair.card.name]
-        ok = a.embedding is not None and b.embedding is not None
-        distances.append(_distance(a.embedding, b.embedding) if ok else np.inf)  # type: ignore[arg-type]
+        if a.embedding is not None and b.embedding is not None:
+            distances.append(_distance(a.embedding, b.embedding))
+        else:
+            distances.append(np.inf)  # a refused image: the pair is never accepted
         same.append(pair.same)
     d, y = np.array(distances), np.array(same, dtype=bool)
     impostors = _impostors(kyc, results)

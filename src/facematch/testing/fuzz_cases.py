@@ -249,7 +249,7 @@ def _oauth_shape(status: int, body: dict[str, Any]) -> str | None:
         return None if set(body) == keys else f"token answer keys {sorted(body)}"
     if "error_code" in body:  # refused before the OAuth code ran (413, 429, 503)
         return _error_shape(status, body)
-    entry = _BY_OAUTH.get((status, body.get("error")))
+    entry = _BY_OAUTH.get((status, str(body.get("error"))))
     if entry is None or set(body) != {"error", "error_description"}:
         return f"not an RFC 6749 error of the catalogue: {status} {body}"
     if body["error_description"] not in (entry.en, entry.ar):

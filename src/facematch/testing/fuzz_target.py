@@ -13,14 +13,14 @@ from sqlalchemy import Engine, select, update
 
 from facematch.store.models import AccessToken, Bundle, Organisation
 from facematch.store.security import digest_secret
-from tests.service import fuzz_cases as fz
-from tests.service.keys import client_private_key, public_pem
-from tests.service.live_server import Client, provision, token_from
+from facematch.testing import fuzz_cases as fz
+from facematch.testing.keys import client_private_key, public_pem
+from facematch.testing.provision import Credentials, provision, token_from
 
 TOKEN_LIFETIME_S = 3600  # the longest a bundle may give (docs/api.md): one campaign < 1 h
 
 
-def prepare(database: Engine, database_url: str) -> Client:
+def prepare(database: Engine, database_url: str) -> Credentials:
     """Organisation, user, bundle, application; long-lived tokens; RSA key registered."""
     client = provision(database_url, quota=None, token_trials=10**9)
     with database.begin() as connection:
@@ -66,8 +66,8 @@ def live_target(database: Engine, database_url: str, server_url: str, jpeg: byte
 
 def trials_left(database: Engine, token: str) -> int:
     with database.connect() as connection:
-        return connection.scalar(
+        return connection.execute(
             select(AccessToken.trials_remaining).where(
                 AccessToken.token_hash == digest_secret(token)
             )
-        )
+        ).scalar_one()
