@@ -102,7 +102,8 @@ def engine_baseline_ms(pairs: list[tuple[str, str]], *, count: int = 10, repeats
     from facematch.engine.matcher import FaceMatcher
 
     matcher = FaceMatcher()
-    sample = pairs[:count]
+    # The requests carry base64; the engine takes bytes (a str would be a path).
+    sample = [(base64.b64decode(a), base64.b64decode(b)) for a, b in pairs[:count]]
     matcher.match(*sample[0])  # warm-up
     times = []
     for _ in range(repeats):
