@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from facematch.service.api.deps import get_readiness
 from facematch.service.api.routes.health import router as ops_router
 from facematch.service.runtime.readiness import Readiness, blocking_check
 
@@ -20,7 +21,7 @@ def _app(readiness: Readiness | None) -> FastAPI:
     app = FastAPI()
     app.include_router(ops_router)
     if readiness is not None:
-        app.state.readiness = readiness
+        app.dependency_overrides[get_readiness] = lambda: readiness
     return app
 
 

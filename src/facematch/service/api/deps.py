@@ -1,8 +1,10 @@
 """Request dependencies, as typed ``Annotated`` aliases routes declare.
 
 The parts the app was built from (:class:`Services`: settings, vault, matcher,
-work pool and the use cases) come from the composition root in
-:mod:`facematch.service.app`, never from ``request.app.state`` in a route.
+work pool and the use cases; the metrics registry, readiness checks and the
+token endpoint's guard) come from the composition root in
+:mod:`facematch.service.app` through the dependencies below; this module is the
+only reader of ``request.app.state``, never a route.
 
 Order of checks for a service call (each raises an error of
 :mod:`facematch.service.errors`, answered by the one handler):
@@ -43,6 +45,9 @@ from facematch.service.errors import (
     UnsupportedMediaType,
 )
 from facematch.service.runtime.body_limit import declared_length
+from facematch.service.runtime.metrics import ServiceMetrics
+from facematch.service.runtime.readiness import MetricsAccess, Readiness
+from facematch.service.runtime.throttle import TokenGuard
 from facematch.service.runtime.workpool import BoundPool
 from facematch.store.views import TokenRef
 
@@ -62,6 +67,43 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+# The operational parts are async dependencies: no thread hop, so the probes and
+# /metrics still answer while every worker thread is busy.
+async def get_readiness(request: Request) -> Readiness | None:
+    """The readiness checks, or None until the lifespan has registered them."""
+    readiness: Readiness | None = getattr(request.app.state, "readiness", None)
+    return readiness
+
+
+async def get_metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+async def get_metrics_access(request: Request) -> MetricsAccess | None:
+    """Who may read ``/metrics``; None (an app built without it) leaves it open."""
+    access: MetricsAccess | None = getattr(request.app.state, "metrics_access", None)
+    return access
+
+
+ReadinessDep = Annotated[Readiness | None, Depends(get_readiness)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+MetricsAccessDep = Annotated[MetricsAccess | None, Depends(get_metrics_access)]
+
+
+async def get_token_guard(request: Request, services: ServicesDep) -> TokenGuard:
+    """This worker's token-endpoint guard, made on first use: on the event loop,
+    which its CapacityLimiter belongs to (hence an async dependency)."""
+    guard: TokenGuard | None = getattr(request.app.state, "token_guard", None)
+    if guard is None:
+        guard = TokenGuard.from_settings(services.settings)
+        request.app.state.token_guard = guard
+    return guard
+
+
+TokenGuardDep = Annotated[TokenGuard, Depends(get_token_guard)]
 
 
 @dataclass(frozen=True)
