@@ -20,10 +20,10 @@ knows nothing of HTTP::
 
     ServiceError
     ├── RequestRejected                 the request itself is malformed
-    │   ├── InvalidJson, InvalidLang, BadRequest, UnsupportedMediaType, BodyTooLarge
+    │   ├── InvalidJson, InvalidLang, BadRequest, UnsupportedMediaType
+    │   ├── BodyTooLarge, InquiryConflictingFields
     │   └── FieldError                  names the offending ``field``
-    │       ├── MissingField, InvalidField
-    │       └── ConflictingFields, InquiryConflictingFields
+    │       └── MissingField, InvalidField, ConflictingFields
     ├── AccessDenied
     │   ├── TokenMissing, TokenInvalid, TokenExpired, TrialsExhausted
     │   └── BundleInvalid, ServiceNotEnabled, PublicKeyMissing
@@ -31,7 +31,7 @@ knows nothing of HTTP::
     │   ├── QuotaExhausted
     │   ├── Overloaded                  ``retry_after_s``; the work pool is full
     │   ├── DeadlineExceeded            the request's deadline passed
-    │   ├── TooManyConnections
+    │   ├── TooManyConnections          ``retry_after_s``; the worker's connection limit
     │   └── DatabaseUnavailable         ``retry_after_s``
     ├── ResourceNotFound
     │   ├── RouteNotFound, MethodNotAllowed
