@@ -19,7 +19,7 @@ from sqlalchemy.orm import sessionmaker
 
 from facematch.engine import errors as engine_errors
 from facematch.service import errors as service_errors
-from facematch.service.errors import CATALOGUE, ENGINE_ERRORS, LANGS, entry_for_engine_error
+from facematch.service.errors import CATALOGUE, ERROR_MAP, LANGS, entry_for
 from facematch.store.models import AccessToken, Transaction, utcnow
 from facematch.store.security import digest_secret
 from tests.service.support import bearer, issue_token, provision, script
@@ -297,11 +297,11 @@ def test_every_engine_error_class_is_mapped() -> None:
     ]
     assert classes
     for cls in classes:
-        assert cls in ENGINE_ERRORS, f"{cls.__name__} has no catalogue entry"
-        assert entry_for_engine_error(cls("x")) is ENGINE_ERRORS[cls]
+        assert cls in ERROR_MAP, f"{cls.__name__} has no catalogue entry"
+        assert entry_for(cls("x")) is ERROR_MAP[cls]
     # Client mistakes are 422, server faults are 500.
-    assert ENGINE_ERRORS[engine_errors.NoFaceError].status == 422
-    assert ENGINE_ERRORS[engine_errors.ModelFormatError].status == 500
+    assert ERROR_MAP[engine_errors.NoFaceError].status == 422
+    assert ERROR_MAP[engine_errors.ModelFormatError].status == 500
 
 
 def test_every_entry_speaks_both_languages() -> None:
