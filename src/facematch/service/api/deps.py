@@ -56,7 +56,7 @@ AUTH_HEADERS = ("authorization", "authentication")
 # Bodies up to this size are read before authentication, so that even a refusal
 # speaks the body's ``lang``; larger ones only once the token is known live.
 PEEK_BODY_BYTES = 64 * 1024
-# Parsing a multi-megabyte JSON body takes tens of milliseconds: off the event loop.
+# Parsing a multi-megabyte JSON body would hold up every other request: off the event loop.
 OFF_LOOP_PARSE_BYTES = 256 * 1024
 
 
