@@ -823,7 +823,7 @@ def entry_for(exc: BaseException) -> ErrorEntry:
         entry = ERROR_MAP.get(cls)
         if entry is not None:
             return entry
-    return CATALOGUE["internal_error"]
+    return ERROR_MAP[InternalError]
 
 
 # HTTP statuses raised by the framework itself (routing) → the class answering them.

@@ -108,10 +108,10 @@ TokenGuardDep = Annotated[TokenGuard, Depends(get_token_guard)]
 
 @dataclass(frozen=True)
 class ServiceBody:
-    """A parsed JSON request body and its language."""
+    """A parsed JSON request body. Its language is not here: it is the request's
+    (``request.state.lang``), which the error handler reads."""
 
     data: dict[str, Any]
-    lang: str
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -197,9 +197,8 @@ async def service_body(request: Request, services: ServicesDep) -> ServiceBody:
         data = await run_in_threadpool(parse_json_object, raw)
     else:
         data = parse_json_object(raw)  # InvalidJsonError is an error of the tree
-    lang = _lang_of(data)
-    request.state.lang = lang
-    return ServiceBody(data=data, lang=lang)
+    request.state.lang = _lang_of(data)
+    return ServiceBody(data=data)
 
 
 ServiceBodyDep = Annotated[ServiceBody, Depends(service_body)]
