@@ -1,8 +1,8 @@
 """Parse a request body as one JSON object, refusing what the service must never hold.
 
 Python's ``json`` accepts more than the service can safely pass on. Each of
-these used to escape as an unexpected exception (a 500 and a traceback in the
-log); here they are all :class:`InvalidJsonError`, an error of the service's tree
+these would otherwise escape as an unexpected exception (a 500 and a traceback
+in the log); here they are all :class:`InvalidJsonError`, an error of the service's tree
 that the one handler answers with the catalogue's ``invalid_json``:
 
 * integers longer than Python's digit limit (``ValueError``, not a
