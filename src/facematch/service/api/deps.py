@@ -60,7 +60,10 @@ PEEK_BODY_BYTES = 64 * 1024
 OFF_LOOP_PARSE_BYTES = 256 * 1024
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that only read what is already in memory are async: FastAPI runs a
+# plain ``def`` dependency on a worker thread, a hop per request for a field read,
+# and the probes and /metrics must answer even while every worker thread is busy.
+async def get_services(request: Request) -> Services:
     """The parts the composition root built for this app."""
     services: Services = request.app.state.services
     return services
@@ -69,8 +72,6 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-# The operational parts are async dependencies: no thread hop, so the probes and
-# /metrics still answer while every worker thread is busy.
 async def get_readiness(request: Request) -> Readiness | None:
     """The readiness checks, or None until the lifespan has registered them."""
     readiness: Readiness | None = getattr(request.app.state, "readiness", None)
@@ -204,7 +205,7 @@ async def service_body(request: Request, services: ServicesDep) -> ServiceBody:
 ServiceBodyDep = Annotated[ServiceBody, Depends(service_body)]
 
 
-def call_record(request: Request, _body: ServiceBodyDep) -> CallRecord:
+async def call_record(request: Request, _body: ServiceBodyDep) -> CallRecord:
     """What this call has cost so far; the error handler reports it."""
     record: CallRecord = request.state.call
     return record
@@ -246,7 +247,7 @@ LiveToken = Annotated[TokenRef, Depends(live_token)]
 """The request's token, found and unexpired (the read endpoints)."""
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", None) or "-"
 
 
