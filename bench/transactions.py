@@ -29,11 +29,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from facematch.engine.images import decode_base64
-from facematch.service.application.transactions import fetch_images, record_images
+from facematch.service.application.transactions import fetch_images
 from facematch.service.client_crypto import encrypt_json_for_client
 from facematch.service.signing import canonical_json, hmac_hex
 from facematch.store import db, repository
 from facematch.store.models import Transaction
+from facematch.store.sealed import seal_transaction_images
 from facematch.store.vault import new_key_spec, vault_from_specs
 
 DEFAULT_LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw-view1"
@@ -105,13 +106,15 @@ def main() -> None:
                     )
                     session.add(transaction)
                     session.flush()
-                    record_images(
-                        session,
-                        vault,
-                        transaction_id=transaction.id,
-                        bundle=session.get(type(bundle), ids[2]),
-                        images={"first": text, "second": text},
-                        max_bytes=MAX_BYTES,
+                    # What a face-match call does with the images a bundle keeps.
+                    decoded = {
+                        role: decode_base64(text, max_bytes=MAX_BYTES)
+                        for role in ("first", "second")
+                    }
+                    session.add_all(
+                        seal_transaction_images(
+                            vault, transaction_id=transaction.id, images=decoded
+                        )
                     )
                     session.commit()
                     last[:] = [transaction.id]

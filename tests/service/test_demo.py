@@ -144,3 +144,26 @@ def test_live_demo_tokens_are_bounded(
     assert refused.status_code == 429
     assert refused.json()["error_code"] == CATALOGUE["overloaded"].code
     assert refused.headers["retry-after"] == str(demo.DEMO_RETRY_AFTER_S)
+
+
+@pytest.mark.parametrize(
+    ("content", "name"),
+    [
+        # Deep enough to exhaust the parser's recursion: a RecursionError, not a ValueError.
+        (b"[" * 20_000 + b"]" * 20_000, "invalid_json"),
+        # No transaction id holds these; PostgreSQL cannot even be asked about a NUL.
+        (b'{"transaction_id": "tx\\u0000"}', "invalid_field"),
+        (b'{"transaction_id": "tx\\ud800"}', "invalid_field"),
+    ],
+    ids=["deep nesting", "NUL", "lone surrogate"],
+)
+def test_boxes_refuse_hostile_json_like_the_service_does(
+    demo_client: TestClient, content: bytes, name: str
+) -> None:
+    response = demo_client.post(
+        "/demo/boxes",
+        content=content,
+        headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error_code"] == CATALOGUE[name].code

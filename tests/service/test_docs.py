@@ -1,4 +1,4 @@
-"""The docs stay in sync with the code: settings, endpoints, the error catalogue.
+"""The docs stay in sync with the code: settings, endpoints, the error catalogue and tree.
 
 The generated tables sit between ``<!-- BEGIN x -->`` / ``<!-- END x -->``
 markers. Run ``FACEMATCH_UPDATE_DOCS=1 pytest tests/service/test_docs.py`` to
@@ -16,6 +16,7 @@ from pydantic_core import PydanticUndefined
 from facematch.service.app import create_app
 from facematch.service.errors import CATALOGUE
 from facematch.settings import Settings
+from tests.service.test_errors import drawn_error_tree
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 UPDATE = os.environ.get("FACEMATCH_UPDATE_DOCS") == "1"
@@ -66,6 +67,11 @@ def _check_block(path: Path, marker: str, content: str) -> None:
 
 def test_api_doc_lists_the_catalogue() -> None:
     _check_block(DOCS / "api.md", "catalogue", catalogue_table())
+
+
+def test_architecture_doc_draws_the_error_tree_of_the_code() -> None:
+    # The docstring's drawing, itself checked against the classes in test_errors.py.
+    _check_block(DOCS / "architecture.md", "error-tree", f"```\n{drawn_error_tree()}\n```")
 
 
 def test_configuration_doc_lists_every_setting() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -18,7 +19,7 @@ from sqlalchemy.orm import sessionmaker
 
 from facematch.engine import errors as engine_errors
 from facematch.service import errors as service_errors
-from facematch.service.errors import CATALOGUE, ENGINE_ERRORS, LANGS, entry_for_engine_error
+from facematch.service.errors import CATALOGUE, ERROR_MAP, LANGS, entry_for
 from facematch.store.models import AccessToken, Transaction, utcnow
 from facematch.store.security import digest_secret
 from tests.service.support import bearer, issue_token, provision, script
@@ -296,11 +297,11 @@ def test_every_engine_error_class_is_mapped() -> None:
     ]
     assert classes
     for cls in classes:
-        assert cls in ENGINE_ERRORS, f"{cls.__name__} has no catalogue entry"
-        assert entry_for_engine_error(cls("x")) is ENGINE_ERRORS[cls]
+        assert cls in ERROR_MAP, f"{cls.__name__} has no catalogue entry"
+        assert entry_for(cls("x")) is ERROR_MAP[cls]
     # Client mistakes are 422, server faults are 500.
-    assert ENGINE_ERRORS[engine_errors.NoFaceError].status == 422
-    assert ENGINE_ERRORS[engine_errors.ModelFormatError].status == 500
+    assert ERROR_MAP[engine_errors.NoFaceError].status == 422
+    assert ERROR_MAP[engine_errors.ModelFormatError].status == 500
 
 
 def test_every_entry_speaks_both_languages() -> None:
@@ -403,3 +404,45 @@ def test_the_one_writer_renders_both_shapes() -> None:
     }
     assert ("Retry-After", "7") in oauth.headers
     assert ("Cache-Control", "no-store") in oauth.headers
+
+
+def drawn_error_tree() -> str:
+    """The tree drawn in the docstring of :mod:`facematch.service.errors`, unindented."""
+    lines = (service_errors.__doc__ or "").splitlines()
+    start = lines.index("    ServiceError")
+    end = lines.index("", start)
+    return "\n".join(line[4:] for line in lines[start:end])
+
+
+def _drawn_parents(tree: str) -> dict[str, str | None]:
+    """``{class name: parent's name}`` as the tree draws them.
+
+    A ``├──``/``└──`` line starts a level four columns per step in; a line without
+    one continues the level above it. Notes follow two or more spaces.
+    """
+    parents: dict[str, str | None] = {}
+    stack: list[str | None] = []  # the one class drawn at each depth so far
+    depth = 0
+    for line in tree.splitlines():
+        match = re.match(r"^(?P<lead>[│ ]*)(?P<branch>[├└]── )?(?P<text>\S.*)$", line)
+        assert match, line
+        text = re.split(r"\s{2,}", match["text"])[0]
+        names = re.findall(r"\b[A-Z]\w+", re.sub(r"\(.*?\)", "", text))
+        if match["branch"]:
+            depth = len(match["lead"]) // 4 + 1
+            stack = [*stack[:depth], names[0] if len(names) == 1 else None]
+        elif not stack:
+            stack = [names[0]]
+        for name in names:
+            parents[name] = stack[depth - 1] if depth else None
+    return parents
+
+
+def test_the_drawn_error_tree_is_the_class_tree() -> None:
+    drawn = _drawn_parents(drawn_error_tree())
+    real = {
+        cls.__name__: (cls.__base__.__name__ if cls is not service_errors.ServiceError else None)
+        for cls in _subclasses(service_errors.ServiceError)
+        if cls.__module__ == service_errors.__name__
+    }
+    assert drawn == real

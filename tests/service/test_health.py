@@ -7,12 +7,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from facematch.service.api.deps import get_readiness
 from facematch.service.api.routes.health import router as ops_router
+from facematch.service.runtime.metrics import ServiceMetrics
 from facematch.service.runtime.readiness import Readiness, blocking_check
 
 
@@ -20,7 +24,7 @@ def _app(readiness: Readiness | None) -> FastAPI:
     app = FastAPI()
     app.include_router(ops_router)
     if readiness is not None:
-        app.state.readiness = readiness
+        app.dependency_overrides[get_readiness] = lambda: readiness
     return app
 
 
@@ -150,3 +154,46 @@ def test_probes_answer_head() -> None:
     client = TestClient(_app(readiness))
     assert client.head("/healthz").status_code == 200
     assert client.head("/readyz").status_code == 200
+
+
+async def _take_every_worker_thread(limiter: anyio.CapacityLimiter, holder: object) -> float:
+    total = limiter.total_tokens
+    limiter.total_tokens = 1
+    await limiter.acquire_on_behalf_of(holder)
+    return total
+
+
+async def _give_back_worker_threads(
+    limiter: anyio.CapacityLimiter, holder: object, total: float
+) -> None:
+    limiter.release_on_behalf_of(holder)
+    limiter.total_tokens = total
+
+
+def test_probes_answer_while_every_worker_thread_is_busy() -> None:
+    # A plain-def dependency runs on one of anyio's worker threads; a probe needing
+    # one would queue behind the database calls that fill them under load.
+    readiness = Readiness()
+    readiness.add("models", _ok)
+    app = FastAPI()
+    app.include_router(ops_router)
+    app.state.readiness = readiness  # read by the app's own dependencies, no override
+    app.state.metrics = ServiceMetrics()
+    answers: dict[str, int] = {}
+
+    def probe() -> None:
+        answers["readyz"] = client.get("/readyz").status_code
+        answers["metrics"] = client.get("/metrics").status_code
+
+    with TestClient(app) as client:
+        limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)
+        holder = object()
+        total = client.portal.call(_take_every_worker_thread, limiter, holder)
+        try:
+            prober = threading.Thread(target=probe, daemon=True)
+            prober.start()
+            prober.join(10)  # a bound only: the answers come at once
+            assert answers == {"readyz": 200, "metrics": 200}
+        finally:
+            client.portal.call(_give_back_worker_threads, limiter, holder, total)
+            prober.join(10)

@@ -60,3 +60,26 @@ def test_runtime_uses_neither_the_routes_nor_the_use_cases() -> None:
         if module.startswith(("facematch.service.api", "facematch.service.application"))
     ]
     assert not offenders, offenders
+
+
+def _reads_app_state(path: Path) -> bool:
+    """Whether ``path`` touches ``app.state`` (``request.app.state``, ``app.state``)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr == "state":
+            owner = node.value
+            if (isinstance(owner, ast.Name) and owner.id == "app") or (
+                isinstance(owner, ast.Attribute) and owner.attr == "app"
+            ):
+                return True
+    return False
+
+
+def test_only_the_composition_root_and_the_dependencies_touch_app_state() -> None:
+    # Routes and middleware get what the app was built from as typed dependencies.
+    allowed = {SERVICE / "app.py", SERVICE / "api" / "deps.py"}
+    offenders = [
+        str(path.relative_to(SERVICE))
+        for path in _modules()
+        if path not in allowed and _reads_app_state(path)
+    ]
+    assert not offenders, offenders

@@ -13,13 +13,15 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from facematch.service.api.deps import get_metrics
 from facematch.service.api.routes.health import router as ops_router
 from facematch.service.runtime.metrics import UNMATCHED_ROUTE, MetricsMiddleware, ServiceMetrics
 
 
-def _app() -> FastAPI:
+def _app(metrics: ServiceMetrics | None = None) -> FastAPI:
     app = FastAPI()
-    app.state.metrics = ServiceMetrics()
+    metrics = metrics or ServiceMetrics()
+    app.dependency_overrides[get_metrics] = lambda: metrics
     app.include_router(ops_router)
 
     @app.get("/items/{item_id}")
@@ -30,7 +32,7 @@ def _app() -> FastAPI:
     async def fail() -> JSONResponse:
         return JSONResponse({"message": "no face", "error_code": 2001}, status_code=422)
 
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 
@@ -82,8 +84,8 @@ def test_errors_are_counted_by_catalogue_error_code() -> None:
 
 
 def test_engine_and_pool_metrics_are_exposed() -> None:
-    app = _app()
-    metrics: ServiceMetrics = app.state.metrics
+    metrics = ServiceMetrics()
+    app = _app(metrics)
     metrics.observe_stage("engine_match", 0.08)
     metrics.observe_stage("engine_match", 0.12)
     metrics.observe_stage("queue_wait", 0.001)

@@ -11,10 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from facematch.service.api.routes.token import token_guard
 from facematch.service.app import create_app
 from facematch.service.errors import CATALOGUE
-from facematch.service.runtime.throttle import FailureThrottle
+from facematch.service.runtime.throttle import FailureThrottle, TokenGuard
 from facematch.store import repository, security
 from facematch.store.db import session_scope
 from facematch.store.models import User
@@ -169,8 +168,10 @@ def scrypt_calls(monkeypatch: pytest.MonkeyPatch, throttled: TestClient) -> list
     real = security._scrypt
 
     def spy(password: str, salt: bytes, cost: security.ScryptCost, dklen: int) -> bytes:
-        limiter = token_guard(throttled.app).password_checks  # type: ignore[arg-type]
-        calls.append({"cost": cost, "running": limiter.borrowed_tokens})
+        # None outside a token request (provision() hashes passwords too).
+        guard: TokenGuard | None = throttled.app.state.token_guard  # type: ignore[attr-defined]
+        running = guard.password_checks.borrowed_tokens if guard is not None else None
+        calls.append({"cost": cost, "running": running})
         return real(password, salt, cost, dklen)
 
     monkeypatch.setattr(security, "_scrypt", spy)

@@ -75,7 +75,7 @@ def _load_matcher(settings: Settings) -> FaceMatcher:
 
 
 # Each request allocates thousands of short-lived objects (ORM rows, pydantic
-# models, a 130 KB JSON body); with the default gen-0 threshold of 700 the
+# models, a JSON body carrying two images); with the default gen-0 threshold of 700 the
 # collector runs several times per request and walks the long-lived models and
 # modules each time it reaches the older generations.
 GC_THRESHOLDS = (20_000, 20, 20)

@@ -20,10 +20,10 @@ knows nothing of HTTP::
 
     ServiceError
     ├── RequestRejected                 the request itself is malformed
-    │   ├── InvalidJson, InvalidLang, BadRequest, UnsupportedMediaType, BodyTooLarge
+    │   ├── InvalidJson, InvalidLang, BadRequest, UnsupportedMediaType
+    │   ├── BodyTooLarge, InquiryConflictingFields
     │   └── FieldError                  names the offending ``field``
-    │       ├── MissingField, InvalidField
-    │       └── ConflictingFields, InquiryConflictingFields
+    │       └── MissingField, InvalidField, ConflictingFields
     ├── AccessDenied
     │   ├── TokenMissing, TokenInvalid, TokenExpired, TrialsExhausted
     │   └── BundleInvalid, ServiceNotEnabled, PublicKeyMissing
@@ -31,7 +31,7 @@ knows nothing of HTTP::
     │   ├── QuotaExhausted
     │   ├── Overloaded                  ``retry_after_s``; the work pool is full
     │   ├── DeadlineExceeded            the request's deadline passed
-    │   ├── TooManyConnections
+    │   ├── TooManyConnections          ``retry_after_s``; the worker's connection limit
     │   └── DatabaseUnavailable         ``retry_after_s``
     ├── ResourceNotFound
     │   ├── RouteNotFound, MethodNotAllowed
@@ -816,13 +816,6 @@ def _build_map(names: Mapping[type[Exception], str]) -> dict[type[Exception], Er
 ERROR_MAP: Mapping[type[Exception], ErrorEntry] = _build_map(_MAP_NAMES)
 """Error class → catalogue entry, for the service's tree and the engine's."""
 
-ENGINE_ERRORS: Mapping[type[engine_errors.EngineError], ErrorEntry] = {
-    cls: entry for cls, entry in ERROR_MAP.items() if issubclass(cls, engine_errors.EngineError)
-}
-"""The engine's part of :data:`ERROR_MAP`."""
-
-MappedError = ServiceError | engine_errors.EngineError
-
 
 def entry_for(exc: BaseException) -> ErrorEntry:
     """The entry of the most specific mapped class in ``exc``'s MRO; else internal_error."""
@@ -830,12 +823,7 @@ def entry_for(exc: BaseException) -> ErrorEntry:
         entry = ERROR_MAP.get(cls)
         if entry is not None:
             return entry
-    return CATALOGUE["internal_error"]
-
-
-def entry_for_engine_error(exc: engine_errors.EngineError) -> ErrorEntry:
-    """:func:`entry_for`, for the engine's errors."""
-    return entry_for(exc)
+    return ERROR_MAP[InternalError]
 
 
 # HTTP statuses raised by the framework itself (routing) → the class answering them.
@@ -855,11 +843,6 @@ def error_for_status(status: int) -> ServiceError:
     if cls is not None:
         return cls()
     return BadRequest() if 400 <= status < 500 else InternalError()
-
-
-def entry_for_status(status: int) -> ErrorEntry:
-    """The entry for a bare HTTP status (framework errors); 5xx → internal_error."""
-    return entry_for(error_for_status(status))
 
 
 # --- the writer -----------------------------------------------------------------------

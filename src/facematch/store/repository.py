@@ -67,7 +67,7 @@ class AlreadyExistsError(ValueError):
 
 
 def create_organisation(session: Session, *, name: str) -> Organisation:
-    if session.scalar(select(Organisation).where(Organisation.name == name)) is not None:
+    if find_organisation(session, name=name) is not None:
         raise AlreadyExistsError(f"organisation {name!r} already exists")
     organisation = Organisation(name=name)
     session.add(organisation)
@@ -76,7 +76,7 @@ def create_organisation(session: Session, *, name: str) -> Organisation:
 
 
 def get_organisation(session: Session, *, name: str) -> Organisation:
-    organisation = session.scalar(select(Organisation).where(Organisation.name == name))
+    organisation = find_organisation(session, name=name)
     if organisation is None:
         raise NotFoundError(f"no organisation named {name!r}")
     return organisation
@@ -89,7 +89,7 @@ def find_organisation(session: Session, *, name: str) -> Organisation | None:
 def create_user(
     session: Session, *, organisation: Organisation, username: str, password: str
 ) -> User:
-    if session.scalar(select(User).where(User.username == username)) is not None:
+    if find_user(session, username=username) is not None:
         raise AlreadyExistsError(f"user {username!r} already exists")
     user = User(
         organisation_id=organisation.id,
@@ -103,7 +103,7 @@ def create_user(
 
 
 def get_user(session: Session, *, username: str) -> User:
-    user = session.scalar(select(User).where(User.username == username))
+    user = find_user(session, username=username)
     if user is None:
         raise NotFoundError(f"no user named {username!r}")
     return user

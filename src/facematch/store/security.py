@@ -38,9 +38,10 @@ class ScryptCost:
 
 # OWASP Password Storage Cheat Sheet (scrypt when Argon2id is not at hand;
 # cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html):
-# N=2^17, r=8, p=1 — 128 MiB and ~0.4 s per check on one core here (figures in
-# docs/performance.md). Logins are rare (a token serves several calls), and the
-# token endpoint bounds how many checks run at once (FACEMATCH_PASSWORD_HASH_CONCURRENCY).
+# N=2^17, r=8, p=1 — 128 MiB per check; its CPU time per login is in
+# docs/performance.md ("Password checks"). Logins are rare (a token serves
+# several calls), and the token endpoint bounds how many checks run at once
+# (FACEMATCH_PASSWORD_HASH_CONCURRENCY).
 PASSWORD_COST = ScryptCost(n=2**17, r=8, p=1)
 # A stored hash asking for more memory than this is refused, not computed.
 MAX_SCRYPT_MEMORY_BYTES = 256 * 1024 * 1024

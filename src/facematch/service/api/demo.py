@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from facematch.service.api.deps import ServicesDep, bearer_token
+from facematch.service.api.json_body import unstorable_text
 from facematch.service.errors import (
     InternalError,
     InvalidField,
@@ -180,10 +181,14 @@ async def demo_boxes(request: Request, services: ServicesDep) -> JSONResponse:
         raise TokenMissing()
     try:
         body = await request.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting is a RecursionError
         raise InvalidJson() from exc
     transaction_id = body.get("transaction_id") if isinstance(body, dict) else None
-    if not isinstance(transaction_id, str) or not 0 < len(transaction_id) <= MAX_TRANSACTION_ID:
+    if (
+        not isinstance(transaction_id, str)
+        or not 0 < len(transaction_id) <= MAX_TRANSACTION_ID
+        or unstorable_text(transaction_id)  # no id holds one; the database must not see it
+    ):
         raise InvalidField("transaction_id")
 
     def work() -> dict[str, Any]:

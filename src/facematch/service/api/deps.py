@@ -1,8 +1,10 @@
 """Request dependencies, as typed ``Annotated`` aliases routes declare.
 
 The parts the app was built from (:class:`Services`: settings, vault, matcher,
-work pool and the use cases) come from the composition root in
-:mod:`facematch.service.app`, never from ``request.app.state`` in a route.
+work pool and the use cases; the metrics registry, readiness checks and the
+token endpoint's guard) come from the composition root in
+:mod:`facematch.service.app` through the dependencies below; this module is the
+only reader of ``request.app.state``, never a route.
 
 Order of checks for a service call (each raises an error of
 :mod:`facematch.service.errors`, answered by the one handler):
@@ -43,6 +45,9 @@ from facematch.service.errors import (
     UnsupportedMediaType,
 )
 from facematch.service.runtime.body_limit import declared_length
+from facematch.service.runtime.metrics import ServiceMetrics
+from facematch.service.runtime.readiness import MetricsAccess, Readiness
+from facematch.service.runtime.throttle import TokenGuard
 from facematch.service.runtime.workpool import BoundPool
 from facematch.store.views import TokenRef
 
@@ -51,11 +56,14 @@ AUTH_HEADERS = ("authorization", "authentication")
 # Bodies up to this size are read before authentication, so that even a refusal
 # speaks the body's ``lang``; larger ones only once the token is known live.
 PEEK_BODY_BYTES = 64 * 1024
-# Parsing a multi-megabyte JSON body takes tens of milliseconds: off the event loop.
+# Parsing a multi-megabyte JSON body would hold up every other request: off the event loop.
 OFF_LOOP_PARSE_BYTES = 256 * 1024
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that only read what is already in memory are async: FastAPI runs a
+# plain ``def`` dependency on a worker thread, a hop per request for a field read,
+# and the probes and /metrics must answer even while every worker thread is busy.
+async def get_services(request: Request) -> Services:
     """The parts the composition root built for this app."""
     services: Services = request.app.state.services
     return services
@@ -64,12 +72,47 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+async def get_readiness(request: Request) -> Readiness | None:
+    """The readiness checks, or None until the lifespan has registered them."""
+    readiness: Readiness | None = getattr(request.app.state, "readiness", None)
+    return readiness
+
+
+async def get_metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+async def get_metrics_access(request: Request) -> MetricsAccess | None:
+    """Who may read ``/metrics``; None (an app built without it) leaves it open."""
+    access: MetricsAccess | None = getattr(request.app.state, "metrics_access", None)
+    return access
+
+
+ReadinessDep = Annotated[Readiness | None, Depends(get_readiness)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+MetricsAccessDep = Annotated[MetricsAccess | None, Depends(get_metrics_access)]
+
+
+async def get_token_guard(request: Request, services: ServicesDep) -> TokenGuard:
+    """This worker's token-endpoint guard, made on first use: on the event loop,
+    which its CapacityLimiter belongs to (hence an async dependency)."""
+    guard: TokenGuard | None = getattr(request.app.state, "token_guard", None)
+    if guard is None:
+        guard = TokenGuard.from_settings(services.settings)
+        request.app.state.token_guard = guard
+    return guard
+
+
+TokenGuardDep = Annotated[TokenGuard, Depends(get_token_guard)]
+
+
 @dataclass(frozen=True)
 class ServiceBody:
-    """A parsed JSON request body and its language."""
+    """A parsed JSON request body. Its language is not here: it is the request's
+    (``request.state.lang``), which the error handler reads."""
 
     data: dict[str, Any]
-    lang: str
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -155,15 +198,14 @@ async def service_body(request: Request, services: ServicesDep) -> ServiceBody:
         data = await run_in_threadpool(parse_json_object, raw)
     else:
         data = parse_json_object(raw)  # InvalidJsonError is an error of the tree
-    lang = _lang_of(data)
-    request.state.lang = lang
-    return ServiceBody(data=data, lang=lang)
+    request.state.lang = _lang_of(data)
+    return ServiceBody(data=data)
 
 
 ServiceBodyDep = Annotated[ServiceBody, Depends(service_body)]
 
 
-def call_record(request: Request, _body: ServiceBodyDep) -> CallRecord:
+async def call_record(request: Request, _body: ServiceBodyDep) -> CallRecord:
     """What this call has cost so far; the error handler reports it."""
     record: CallRecord = request.state.call
     return record
@@ -205,7 +247,7 @@ LiveToken = Annotated[TokenRef, Depends(live_token)]
 """The request's token, found and unexpired (the read endpoints)."""
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", None) or "-"
 
 

@@ -1,8 +1,8 @@
 """Parse a request body as one JSON object, refusing what the service must never hold.
 
 Python's ``json`` accepts more than the service can safely pass on. Each of
-these used to escape as an unexpected exception (a 500 and a traceback in the
-log); here they are all :class:`InvalidJsonError`, an error of the service's tree
+these would otherwise escape as an unexpected exception (a 500 and a traceback
+in the log); here they are all :class:`InvalidJsonError`, an error of the service's tree
 that the one handler answers with the catalogue's ``invalid_json``:
 
 * integers longer than Python's digit limit (``ValueError``, not a
@@ -27,7 +27,7 @@ from typing import Any
 
 from facematch.service.errors import InvalidJson
 
-__all__ = ["MAX_DEPTH", "InvalidJsonError", "parse_json_object"]
+__all__ = ["MAX_DEPTH", "InvalidJsonError", "parse_json_object", "unstorable_text"]
 
 MAX_DEPTH = 16
 
@@ -42,7 +42,8 @@ def _reject_constant(name: str) -> Any:
     raise InvalidJsonError(f"{name} is not JSON")
 
 
-def _unstorable(text: str) -> bool:
+def unstorable_text(text: str) -> bool:
+    """Whether ``text`` holds a NUL or an unpaired surrogate (see the module docstring)."""
     # isascii() reads a flag of the string object: the surrogate search is free
     # for base64 images; the NUL search is a memchr.
     return "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
@@ -54,14 +55,14 @@ def _check_tree(root: dict[str, Any]) -> None:
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
-            if _unstorable(value):
+            if unstorable_text(value):
                 raise InvalidJsonError("NUL or unpaired surrogate in a string")
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 raise InvalidJsonError(f"nested deeper than {MAX_DEPTH} levels")
             if isinstance(value, dict):
                 for key, item in value.items():
-                    if _unstorable(key):
+                    if unstorable_text(key):
                         raise InvalidJsonError("NUL or unpaired surrogate in a key")
                     stack.append((item, depth + 1))
             else:

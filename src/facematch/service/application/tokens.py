@@ -46,10 +46,6 @@ class TokenService:
                 raise TokenInvalid()
             return TokenRef.of(row)
 
-    def live(self, access_token: str) -> TokenRef:
-        """:meth:`presented`, and not expired (:class:`TokenExpired`)."""
-        return self.live_check(self.presented(access_token))
-
     @staticmethod
     def live_check(token: TokenRef) -> TokenRef:
         """``token`` unless it has expired (:class:`TokenExpired`): the one expiry rule

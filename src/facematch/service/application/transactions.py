@@ -21,8 +21,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.orm import Session
 
-from facematch.engine.errors import EngineError
-from facematch.engine.images import decode_base64
 from facematch.service.application.calls import CallRecord
 from facematch.service.application.face_match import own_bundle
 from facematch.service.client_crypto import (
@@ -42,12 +40,11 @@ from facematch.service.errors import (
     TransactionNotFound,
 )
 from facematch.store import repository
-from facematch.store.models import Bundle, ImageRole, Outcome, Transaction, TransactionImage
+from facematch.store.models import Bundle, ImageRole, Outcome, Transaction
 from facematch.store.sealed import (
     bundle_hmac_secret,
     ensure_bundle_hmac_secret,
     load_transaction_images,
-    seal_transaction_images,
 )
 from facematch.store.vault import Vault, VaultError
 from facematch.store.views import TokenRef, TransactionView, transaction_views
@@ -252,57 +249,3 @@ class TransactionQueries:
             logger.error("bundle HMAC secret unreadable", exc_info=exc)
             raise StoredDataUnreadable() from exc
         return SealedAnswer(encrypt_json_for_client(answer, public_key), secret)
-
-
-@dataclass(frozen=True)
-class PreparedImages:
-    """A call's images decoded and sealed for its row, before any database work."""
-
-    decoded: dict[str, bytes]  # by role, for the engine
-    rows: list[TransactionImage]  # encrypted, not yet in any session
-
-
-def prepare_images(
-    vault: Vault,
-    *,
-    transaction_id: str,
-    bundle: Bundle,
-    images: dict[str, str | None],
-    max_bytes: int,
-) -> PreparedImages:
-    """Decode the call's images (``{"first": base64, "second": base64 | None}``) and seal
-    them for ``transaction_id`` (the benches' measure of image storage).
-
-    Nothing is stored when the bundle has image storage off. An image whose
-    base64 cannot be decoded is skipped: there are no image bytes to keep.
-    """
-    if not bundle.store_images:
-        return PreparedImages(decoded={}, rows=[])
-    decoded: dict[str, bytes] = {}
-    for role, encoded in images.items():
-        if not encoded:
-            continue
-        try:
-            decoded[role] = decode_base64(encoded, max_bytes=max_bytes)
-        except EngineError:
-            continue
-    rows = seal_transaction_images(vault, transaction_id=transaction_id, images=decoded)
-    return PreparedImages(decoded=decoded, rows=rows)
-
-
-def record_images(
-    session: Session,
-    vault: Vault,
-    *,
-    transaction_id: str,
-    bundle: Bundle,
-    images: dict[str, str | None],
-    max_bytes: int,
-) -> dict[str, bytes]:
-    """:func:`prepare_images`, added to the session (the caller commits); the decoded
-    bytes by role."""
-    prepared = prepare_images(
-        vault, transaction_id=transaction_id, bundle=bundle, images=images, max_bytes=max_bytes
-    )
-    session.add_all(prepared.rows)
-    return prepared.decoded

@@ -3,12 +3,11 @@
 glibc gives threads that allocate concurrently their own malloc arena (up to
 8 per core). A worker's engine threads, the anyio threads running database
 calls and the event loop each churn through megabytes per request (decoded
-images, HOG pyramids, a 130 KB JSON body), and memory freed in one arena is
-not reused by the others. Measured on 5-minute soaks at 24 matches/s on fresh
-servers: RSS per worker grew 9–13 MiB after the first 10 s with glibc's
-default and 5–8 MiB with this cap, at ~30 MiB lower RSS and the same CPU per
-request (docs/performance.md). ``MALLOC_ARENA_MAX`` in the environment,
-glibc's own knob, wins over this default.
+images, HOG pyramids, a JSON body carrying two images), and memory freed in
+one arena is not reused by the others. With this cap a worker's RSS is lower
+and grows less under steady load, at the same CPU per request (the soaks are
+in docs/performance.md). ``MALLOC_ARENA_MAX`` in the environment, glibc's own
+knob, wins over this default.
 """
 
 from __future__ import annotations

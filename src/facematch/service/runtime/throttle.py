@@ -17,6 +17,10 @@ thousands of buckets to the limit.
 
 The table is per worker process: N workers allow up to N × ``limit`` failures
 per key (docs/operations.md says what a fronting proxy should add).
+
+:class:`TokenGuard` is that per-process state of the token endpoint: the two
+throttles (client address, username) and the bound on password checks running
+at once; routes get it through ``TokenGuardDep`` (:mod:`facematch.service.api.deps`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ import threading
 import time
 from array import array
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+from facematch.service.errors import OAuthInvalidClient, OAuthInvalidGrant, OAuthRefusal
+from facematch.settings import Settings
 
 ROWS = 2
 DEFAULT_SLOTS = 8192  # per row: 2 × 8192 buckets × 2 doubles = 256 KiB
@@ -90,3 +100,48 @@ class FailureThrottle:
             for bucket in self._buckets(key):
                 self._levels[bucket] = self._level(bucket, now) + 1.0
                 self._stamps[bucket] = now
+
+
+# Answers that mean "wrong credentials" count as failures; malformed requests do not.
+_CLIENT_FAILURES = (OAuthInvalidClient, OAuthInvalidGrant)
+_USERNAME_FAILURES = (OAuthInvalidGrant,)
+
+
+@dataclass(frozen=True)
+class TokenGuard:
+    """Per-process state of the token endpoint: failure throttles and the bound on
+    password checks running at once (each scrypt check holds 128 MiB)."""
+
+    clients: FailureThrottle | None
+    usernames: FailureThrottle | None
+    password_checks: anyio.CapacityLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenGuard:
+        """The guard ``settings`` ask for; call it on the event loop (a CapacityLimiter
+        belongs to the running loop)."""
+
+        def throttle(limit: int) -> FailureThrottle | None:
+            if limit == 0:
+                return None
+            return FailureThrottle(limit=limit, window_s=settings.token_throttle_window_s)
+
+        return cls(
+            clients=throttle(settings.token_throttle_client_failures),
+            usernames=throttle(settings.token_throttle_username_failures),
+            password_checks=anyio.CapacityLimiter(settings.password_hash_concurrency),
+        )
+
+    def retry_after_s(self, *, client: str, username: str | None) -> int | None:
+        waits = [
+            throttle.retry_after_s(key)
+            for throttle, key in ((self.clients, client), (self.usernames, username))
+            if throttle is not None and key is not None
+        ]
+        return max((wait for wait in waits if wait is not None), default=None)
+
+    def record_failure(self, refusal: OAuthRefusal, *, client: str, username: str | None) -> None:
+        if self.clients is not None and isinstance(refusal, _CLIENT_FAILURES):
+            self.clients.record_failure(client)
+        if self.usernames is not None and username and isinstance(refusal, _USERNAME_FAILURES):
+            self.usernames.record_failure(username)

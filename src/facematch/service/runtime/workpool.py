@@ -6,11 +6,10 @@ worker; queued without bound it would make latency grow until clients time
 out. :class:`WorkPool` does neither:
 
 * work runs on a small thread pool sized to the machine's cores. Threads are
-  enough because the expensive native calls release the GIL while they run
-  (measured by ``bench/gil_release.py``: dlib's HOG detector scales 2× on two
-  threads, exactly as on two processes; onnxruntime and dlib's descriptor do
-  not scale on this machine's two vCPUs even with two *processes*, so that is
-  the hardware, not the GIL);
+  enough because the expensive native calls release the GIL while they run:
+  HOG detection scales across threads as across processes, and where the
+  networks do not scale, processes do no better, so the limit is the hardware,
+  not the GIL (``bench/gil_release.py``; figures in docs/performance.md);
 * admission is decided at once: when the jobs already admitted (running plus
   queued) reach ``max_pending``, :meth:`WorkPool.run` raises :class:`Overloaded`
   without queueing, and the HTTP layer answers 429 with ``Retry-After``;

@@ -6,6 +6,7 @@ there), with no redirect.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -26,6 +27,7 @@ from facematch.service.api.schemas import (
     FaceMatchResponse,
     FaceMatchResult,
 )
+from facematch.service.application.face_match import MatchOutcome
 from facematch.service.signing import signed_json_response
 
 router = APIRouter(tags=["face match"])
@@ -64,55 +66,57 @@ def _schema_body(*, wrapped: bool) -> dict[str, Any]:
     }
 
 
-async def _face_match(
-    body: ServiceBodyDep,
-    pool: EngineCapacity,
-    token: PresentedToken,
-    services: ServicesDep,
-    call: CallDep,
-    request_id: RequestIdDep,
-    *,
-    wrapped: bool,
-) -> Response:
-    outcome = await services.face_match.match(
-        token=token, body=body.data, wrapped=wrapped, pool=pool, call=call, request_id=request_id
-    )
+def _signed_answer(outcome: MatchOutcome) -> Response:
+    """The canonical JSON body with the bundle's ``hmac`` header (docs/transactions.md)."""
     answer = FaceMatchResponse(
         result=FaceMatchResult(is_similar=outcome.is_similar, confidence=outcome.confidence),
         transaction_id=outcome.transaction_id,
         trials_remaining=outcome.trials_remaining,
     )
-    # The canonical JSON body with the bundle's ``hmac`` header (docs/transactions.md).
     return signed_json_response(answer.model_dump(mode="json"), secret=outcome.hmac_secret)
 
 
-async def face_match(
-    body: ServiceBodyDep,
-    pool: EngineCapacity,
-    token: PresentedToken,
-    services: ServicesDep,
-    call: CallDep,
-    request_id: RequestIdDep,
-) -> Response:
-    """Tell whether two face photos (selfie, ID document) show the same person.
+def _endpoint(*, wrapped: bool, name: str, doc: str) -> Callable[..., Awaitable[Response]]:
+    """The route handler of one API version (v1.1 wraps the fields in ``data``)."""
+
+    async def endpoint(
+        body: ServiceBodyDep,
+        pool: EngineCapacity,
+        token: PresentedToken,
+        services: ServicesDep,
+        call: CallDep,
+        request_id: RequestIdDep,
+    ) -> Response:
+        outcome = await services.face_match.match(
+            token=token,
+            body=body.data,
+            wrapped=wrapped,
+            pool=pool,
+            call=call,
+            request_id=request_id,
+        )
+        return _signed_answer(outcome)
+
+    endpoint.__name__ = endpoint.__qualname__ = name
+    endpoint.__doc__ = doc  # the operation's description in the OpenAPI document
+    return endpoint
+
+
+face_match = _endpoint(
+    wrapped=False,
+    name="face_match",
+    doc="""Tell whether two face photos (selfie, ID document) show the same person.
 
     Instead of ``second_img``, ``transaction_id`` names an earlier successful
     face-match transaction of your organisation: ``first_img`` is then matched
     against the ID-document face stored with it.
-    """
-    return await _face_match(body, pool, token, services, call, request_id, wrapped=False)
-
-
-async def face_match_v11(
-    body: ServiceBodyDep,
-    pool: EngineCapacity,
-    token: PresentedToken,
-    services: ServicesDep,
-    call: CallDep,
-    request_id: RequestIdDep,
-) -> Response:
-    """The same as v1, with the request fields wrapped in a ``data`` object."""
-    return await _face_match(body, pool, token, services, call, request_id, wrapped=True)
+    """,
+)
+face_match_v11 = _endpoint(
+    wrapped=True,
+    name="face_match_v11",
+    doc="The same as v1, with the request fields wrapped in a ``data`` object.",
+)
 
 
 for prefix, endpoint, wrapped in (

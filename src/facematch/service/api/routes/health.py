@@ -24,8 +24,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facematch.service.runtime.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
-from facematch.service.runtime.readiness import MetricsAccess, Readiness
+from facematch.service.api.deps import MetricsAccessDep, MetricsDep, ReadinessDep
+from facematch.service.runtime.metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["operations"])
 
@@ -39,8 +39,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
-async def readyz(request: Request) -> JSONResponse:
-    readiness: Readiness | None = getattr(request.app.state, "readiness", None)
+async def readyz(readiness: ReadinessDep) -> JSONResponse:
     if readiness is None:
         return JSONResponse({"status": "not_ready", "checks": {"startup": "not finished"}}, 503)
     checks = await readiness.evaluate()
@@ -51,12 +50,10 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    access: MetricsAccess | None = getattr(request.app.state, "metrics_access", None)
+async def metrics(request: Request, registry: MetricsDep, access: MetricsAccessDep) -> Response:
     if access is not None and not access.allows(request):
         # The same answer as for any unknown path: nothing to learn from probing it.
         raise StarletteHTTPException(404)
-    registry: ServiceMetrics = request.app.state.metrics
     # Reading the multiprocess files is file I/O; keep it off the event loop.
     body = await asyncio.to_thread(registry.expose)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -16,30 +16,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
 
-import anyio
 import anyio.to_thread
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from facematch.service.api.deps import ServicesDep
+from facematch.service.api.deps import ServicesDep, TokenGuardDep
 from facematch.service.api.schemas import OAuthErrorResponse, TokenResponse
 from facematch.service.errors import (
     DEFAULT_LANG,
     LANGS,
     BodyTooLarge,
-    OAuthInvalidClient,
-    OAuthInvalidGrant,
     OAuthInvalidRequest,
     OAuthRefusal,
     OAuthSlowDown,
 )
-from facematch.service.runtime.throttle import FailureThrottle
-from facematch.settings import Settings
 
 router = APIRouter(tags=["authentication"])
 
@@ -84,56 +78,6 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 
-# Answers that mean "wrong credentials" count as failures; malformed requests do not.
-_CLIENT_FAILURES = (OAuthInvalidClient, OAuthInvalidGrant)
-_USERNAME_FAILURES = (OAuthInvalidGrant,)
-
-
-@dataclass(frozen=True)
-class TokenGuard:
-    """Per-process state of the token endpoint: failure throttles and the bound on
-    password checks running at once (each scrypt check holds 128 MiB)."""
-
-    clients: FailureThrottle | None
-    usernames: FailureThrottle | None
-    password_checks: anyio.CapacityLimiter
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TokenGuard:
-        def throttle(limit: int) -> FailureThrottle | None:
-            if limit == 0:
-                return None
-            return FailureThrottle(limit=limit, window_s=settings.token_throttle_window_s)
-
-        return cls(
-            clients=throttle(settings.token_throttle_client_failures),
-            usernames=throttle(settings.token_throttle_username_failures),
-            password_checks=anyio.CapacityLimiter(settings.password_hash_concurrency),
-        )
-
-    def retry_after_s(self, *, client: str, username: str | None) -> int | None:
-        waits = [
-            throttle.retry_after_s(key)
-            for throttle, key in ((self.clients, client), (self.usernames, username))
-            if throttle is not None and key is not None
-        ]
-        return max((wait for wait in waits if wait is not None), default=None)
-
-    def record_failure(self, refusal: OAuthRefusal, *, client: str, username: str | None) -> None:
-        if self.clients is not None and isinstance(refusal, _CLIENT_FAILURES):
-            self.clients.record_failure(client)
-        if self.usernames is not None and username and isinstance(refusal, _USERNAME_FAILURES):
-            self.usernames.record_failure(username)
-
-
-def token_guard(app: FastAPI) -> TokenGuard:
-    """The app's guard, made on first use (a CapacityLimiter needs the running loop)."""
-    guard: TokenGuard | None = getattr(app.state, "token_guard", None)
-    if guard is None:
-        guard = TokenGuard.from_settings(app.state.settings)
-        app.state.token_guard = guard
-    return guard
-
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
     value = request.headers.get("authorization", "")
@@ -151,7 +95,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-async def token(request: Request, services: ServicesDep) -> JSONResponse:
+async def token(request: Request, services: ServicesDep, guard: TokenGuardDep) -> JSONResponse:
     """Exchange user credentials (or a refresh token) for an access token.
 
     The token allows the number of service calls ("trials") and lives for the
@@ -170,7 +114,6 @@ async def token(request: Request, services: ServicesDep) -> JSONResponse:
     form = {key: value for key, value in raw_form.items() if isinstance(value, str)}
     lang = form.get("lang", DEFAULT_LANG)
     request.state.lang = lang if lang in LANGS else DEFAULT_LANG
-    guard = token_guard(request.app)
     client = request.client.host if request.client else "unknown"
     username = form.get("username") if form.get("grant_type") == "password" else None
     wait_s = guard.retry_after_s(client=client, username=username)
