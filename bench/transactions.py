@@ -29,8 +29,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from facematch.engine.images import decode_base64
+from facematch.protocol.envelope import encrypt_json_for_client
 from facematch.service.application.transactions import fetch_images
-from facematch.service.client_crypto import encrypt_json_for_client
 from facematch.service.signing import canonical_json, hmac_hex
 from facematch.store import db, repository
 from facematch.store.models import Transaction

@@ -135,11 +135,13 @@ def test_demo_organisation_cannot_read_transactions_back(demo_client: TestClient
 def test_live_demo_tokens_are_bounded(
     demo_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from facematch.service.api import demo
+    from facematch.service.application import demo
 
     assert demo_client.post("/demo/session").status_code == 200
     # This module's tests hold at least one live demo token now: a cap of 1 is reached.
-    monkeypatch.setattr(demo, "DEMO_MAX_LIVE_TOKENS", 1)
+    service = demo_client.app.state.services.demo  # type: ignore[attr-defined]
+    assert service.max_live_tokens == demo.DEMO_MAX_LIVE_TOKENS
+    monkeypatch.setattr(service, "max_live_tokens", 1)
     refused = demo_client.post("/demo/session")
     assert refused.status_code == 429
     assert refused.json()["error_code"] == CATALOGUE["overloaded"].code
@@ -151,11 +153,13 @@ def test_live_demo_tokens_are_bounded(
     [
         # Deep enough to exhaust the parser's recursion: a RecursionError, not a ValueError.
         (b"[" * 20_000 + b"]" * 20_000, "invalid_json"),
-        # No transaction id holds these; PostgreSQL cannot even be asked about a NUL.
-        (b'{"transaction_id": "tx\\u0000"}', "invalid_field"),
-        (b'{"transaction_id": "tx\\ud800"}', "invalid_field"),
+        # The shared parser refuses these anywhere in a body, as on the service's
+        # endpoints; PostgreSQL cannot even be asked about a NUL.
+        (b'{"transaction_id": "tx\\u0000"}', "invalid_json"),
+        (b'{"transaction_id": "tx\\ud800"}', "invalid_json"),
+        (b'{"transaction_id": "tx", "x": NaN}', "invalid_json"),
     ],
-    ids=["deep nesting", "NUL", "lone surrogate"],
+    ids=["deep nesting", "NUL", "lone surrogate", "NaN"],
 )
 def test_boxes_refuse_hostile_json_like_the_service_does(
     demo_client: TestClient, content: bytes, name: str

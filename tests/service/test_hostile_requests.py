@@ -13,7 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from facematch.service.api.json_body import MAX_DEPTH, InvalidJsonError, parse_json_object
+from facematch.service.api.json_body import (
+    MAX_DEPTH,
+    InvalidJsonError,
+    parse_json,
+    parse_json_object,
+)
 from facematch.service.errors import CATALOGUE
 from facematch.store.models import AccessToken
 from facematch.store.security import digest_secret
@@ -109,6 +114,16 @@ def test_nesting_at_the_limit_is_accepted_one_more_is_refused() -> None:
     parse_json_object(nested(MAX_DEPTH))
     with pytest.raises(InvalidJsonError):
         parse_json_object(nested(MAX_DEPTH + 1))
+
+
+def test_any_json_value_gets_the_same_checks_as_an_object() -> None:
+    # parse_json (the demo's) leaves the shape to its caller, never the checks.
+    assert parse_json(b"[1, 2]") == [1, 2]
+    for raw in (b'"a\\u0000"', b'["\\ud800"]', b"NaN", b"[" * 17 + b"]" * 17):
+        with pytest.raises(InvalidJsonError):
+            parse_json(raw)
+    with pytest.raises(InvalidJsonError):
+        parse_json_object(b"[1, 2]")
 
 
 # --- defect 5: a big body is read only for a client with a live token -----------

@@ -83,3 +83,16 @@ def test_only_the_composition_root_and_the_dependencies_touch_app_state() -> Non
         if path not in allowed and _reads_app_state(path)
     ]
     assert not offenders, offenders
+
+
+def test_routes_reach_the_store_only_through_the_use_cases() -> None:
+    # The HTTP layer parses, calls a use case and maps its answer; the repository's
+    # queries and writes are the application layer's to call.
+    offenders = [
+        f"{path.relative_to(SERVICE)}: {module}"
+        for path in _modules("api")
+        for module, name in _imports(path)
+        if module == "facematch.store.repository"
+        or (module == "facematch.store" and name == "repository")
+    ]
+    assert not offenders, offenders

@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import facematch.protocol
+import facematch.protocol.envelope
 import facematch_protocol
-from facematch.service import client_crypto, signing
+from facematch.service import signing
 from facematch.service.errors import CATALOGUE
 from facematch.store import repository
 from facematch.store.db import session_scope
@@ -85,8 +86,9 @@ def test_server_and_sdk_run_one_protocol_implementation() -> None:
     # The server's modules re-export the protocol package's objects: nothing to drift.
     assert signing.canonical_json is facematch_protocol.canonical_json
     assert signing.hmac_hex is facematch_protocol.hmac_hex
-    assert client_crypto.encrypt_json_for_client is facematch_protocol.encrypt_json_for_client
-    assert client_crypto.decrypt_envelope is facematch_protocol.decrypt_envelope
+    envelope = facematch.protocol.envelope
+    assert envelope.encrypt_json_for_client is facematch_protocol.encrypt_json_for_client
+    assert envelope.decrypt_envelope is facematch_protocol.decrypt_envelope
     assert facematch.protocol.canonical_json is facematch_protocol.canonical_json
     assert set(facematch.protocol.__all__) == set(facematch_protocol.__all__)
 

@@ -1,7 +1,7 @@
 """`facematch admin` commands for transaction data: client keys, image keys, secrets, purge.
 
 A thin layer over :mod:`facematch.store.sealed`, :mod:`facematch.store.retention`
-and :mod:`facematch.service.client_crypto`; registered on the ``admin`` group,
+and :mod:`facematch.protocol.envelope`; registered on the ``admin`` group,
 whose context object (``AdminContext``: ``settings()``, ``session()``) they use,
 so ``--database-url`` and ``--data-dir`` apply to them too.
 """
@@ -43,7 +43,7 @@ def register_key(admin_ctx: Any, organisation: str, pem_file: Any) -> None:
     Inquiry and fetch-images answers are encrypted for this key. Registering
     again replaces the previous key.
     """
-    from facematch.service.client_crypto import (
+    from facematch.protocol.envelope import (
         ClientKeyError,
         load_client_public_key,
         normalized_public_pem,

@@ -33,6 +33,7 @@ from facematch.service.api.errors import install_error_handler
 from facematch.service.api.openapi import install_openapi
 from facematch.service.api.routes import face_match, token, transactions
 from facematch.service.api.routes.health import router as ops_router
+from facematch.service.application.demo import DemoService
 from facematch.service.application.face_match import FaceMatchService
 from facematch.service.application.services import Services
 from facematch.service.application.tokens import TokenService
@@ -217,6 +218,9 @@ def build_services(
             sessions=sessions, refresh_lifetime_s=settings.refresh_token_lifetime_s
         ),
         transactions=TransactionQueries(vault=vault, sessions=sessions),
+        demo=DemoService(
+            sessions=sessions, vault=vault, refresh_lifetime_s=settings.refresh_token_lifetime_s
+        ),
     )
 
 

@@ -12,49 +12,25 @@ On when ``environment`` is development, off by default in production (setting
   presented demo token, so the page can draw them (the Valify answer has no boxes
   and keeps its shape).
 
-The bundle key is derived from the bundle's HMAC secret (kept encrypted by the
-vault), so every worker recovers the same key without storing it in clear.
+These routes only parse, call :class:`~facematch.service.application.demo.DemoService`
+and map its answer; refusals are errors of the tree, answered by the one handler.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from facematch.service.api.deps import ServicesDep, bearer_token
-from facematch.service.api.json_body import unstorable_text
-from facematch.service.errors import (
-    InternalError,
-    InvalidField,
-    InvalidJson,
-    Overloaded,
-    TokenMissing,
-    TransactionNotFound,
-)
+from facematch.service.api.deps import OFF_LOOP_PARSE_BYTES, DemoDep, bearer_token
+from facematch.service.api.json_body import parse_json
+from facematch.service.errors import InvalidField, TokenMissing
 from facematch.settings import Settings
-from facematch.store import repository, security
-from facematch.store.models import (
-    Application,
-    Bundle,
-    User,
-)
-from facematch.store.sealed import ensure_bundle_hmac_secret
-from facematch.store.vault import Vault
 
-DEMO_ORGANISATION = "facematch-demo"
-DEMO_USERNAME = "facematch-demo"
-DEMO_TOKEN_TRIALS = 3
 ASSETS = Path(__file__).parent / "demo_assets"
 NO_STORE = {"Cache-Control": "no-store"}
 # The page may talk to this server only; photos are shown from blob: URLs.
@@ -64,10 +40,6 @@ PAGE_HEADERS = {
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
 }
 MAX_TRANSACTION_ID = 64
-DEMO_MAX_LIVE_TOKENS = 100
-"""Unexpired demo tokens at most: each page load adds a token row, so anyone reaching
-the port could otherwise grow the table without bound. Above it: 429, retry later."""
-DEMO_RETRY_AFTER_S = 60
 
 
 def demo_enabled(settings: Settings) -> bool:
@@ -75,85 +47,14 @@ def demo_enabled(settings: Settings) -> bool:
     return settings.demo if settings.demo is not None else settings.environment == "development"
 
 
-def _bundle_key(hmac_secret: str) -> str:
-    digest = hmac.new(hmac_secret.encode(), b"facematch demo bundle key", hashlib.sha256)
-    return "demo_" + digest.hexdigest()[:40]
-
-
-@dataclass(frozen=True)
-class DemoParts:
-    user: User
-    application: Application
-    bundle: Bundle
-
-
-def _existing(session: Session) -> DemoParts | None:
-    org = repository.find_organisation(session, name=DEMO_ORGANISATION)
-    if org is None:
-        return None
-    user = repository.find_user(session, username=DEMO_USERNAME)
-    app = repository.first_application(session, organisation_id=org.id)
-    if user is None or app is None:
-        return None
-    bundle = repository.get_bundle(session, bundle_id=app.bundle_id)
-    return DemoParts(user, app, bundle) if bundle is not None else None
-
-
-def _create(session: Session, vault: Vault) -> None:
-    org = repository.create_organisation(session, name=DEMO_ORGANISATION)
-    # Nobody logs in as this user: tokens are issued to the page directly.
-    repository.create_user(
-        session, organisation=org, username=DEMO_USERNAME, password=secrets.token_urlsafe(32)
-    )
-    bundle, _ = repository.create_bundle(
-        session,
-        organisation=org,
-        token_trials=DEMO_TOKEN_TRIALS,
-        store_images=False,
-        vault=vault,
-    )
-    repository.create_application(session, organisation=org, bundle=bundle, name="demo page")
-    key = _bundle_key(ensure_bundle_hmac_secret(session, vault, bundle))
-    bundle.key_hash = security.digest_secret(key)
-    bundle.key_prefix = security.key_prefix(key)
-    session.commit()
-
-
-def _session(session: Session, vault: Vault, refresh_lifetime_s: int) -> dict[str, Any]:
-    parts = _existing(session)
-    if parts is None:
-        try:
-            _create(session, vault)
-        except IntegrityError:  # another worker created it first
-            session.rollback()
-        parts = _existing(session)
-        if parts is None:
-            raise InternalError("the demo bundle could not be created")
-    live = repository.count_live_tokens(session, bundle_id=parts.bundle.id)
-    if live >= DEMO_MAX_LIVE_TOKENS:
-        raise Overloaded(retry_after_s=DEMO_RETRY_AFTER_S)
-    key = _bundle_key(ensure_bundle_hmac_secret(session, vault, parts.bundle))
-    issued = repository.issue_token(
-        session,
-        user=parts.user,
-        application=parts.application,
-        refresh_lifetime_s=refresh_lifetime_s,
-    )
-    session.commit()
-    return {
-        "access_token": issued.access_token,
-        "expires_in": issued.expires_in_s,
-        "trials": parts.bundle.token_trials,
-        "bundle_key": key,
-    }
-
-
-def _boxes(session: Session, token: str, transaction_id: str) -> dict[str, Any]:
-    found = repository.find_token(session, access_token=token)
-    transaction = repository.get_transaction(session, transaction_id=transaction_id)
-    if found is None or transaction is None or transaction.token_id != found.id:
-        raise TransactionNotFound()
-    return {"first": transaction.first_box, "second": transaction.second_box}
+def _transaction_id(body: Any) -> str:
+    # Any body but an object holding a short string id is an invalid transaction_id
+    # (not invalid_json): the page's tests document that answer. Hostile JSON (deep
+    # nesting, NUL, lone surrogates…) was already refused by the shared parser.
+    transaction_id = body.get("transaction_id") if isinstance(body, dict) else None
+    if not isinstance(transaction_id, str) or not 0 < len(transaction_id) <= MAX_TRANSACTION_ID:
+        raise InvalidField("transaction_id")
+    return transaction_id
 
 
 router = APIRouter(prefix="/demo", include_in_schema=False)
@@ -166,36 +67,34 @@ async def page() -> FileResponse:
 
 
 @router.post("/session")
-async def demo_session(services: ServicesDep) -> JSONResponse:
-    def work() -> dict[str, Any]:
-        with services.sessions() as session:
-            return _session(session, services.vault, services.settings.refresh_token_lifetime_s)
-
-    return JSONResponse(await run_in_threadpool(work), headers=NO_STORE)
+async def demo_session(demo: DemoDep) -> JSONResponse:
+    opened = await run_in_threadpool(demo.open_session)
+    return JSONResponse(
+        {
+            "access_token": opened.access_token,
+            "expires_in": opened.expires_in_s,
+            "trials": opened.trials,
+            "bundle_key": opened.bundle_key,
+        },
+        headers=NO_STORE,
+    )
 
 
 @router.post("/boxes")
-async def demo_boxes(request: Request, services: ServicesDep) -> JSONResponse:
+async def demo_boxes(request: Request, demo: DemoDep) -> JSONResponse:
     token = bearer_token(request)
     if token is None:
         raise TokenMissing()
-    try:
-        body = await request.json()
-    except (ValueError, RecursionError) as exc:  # deep nesting is a RecursionError
-        raise InvalidJson() from exc
-    transaction_id = body.get("transaction_id") if isinstance(body, dict) else None
-    if (
-        not isinstance(transaction_id, str)
-        or not 0 < len(transaction_id) <= MAX_TRANSACTION_ID
-        or unstorable_text(transaction_id)  # no id holds one; the database must not see it
-    ):
-        raise InvalidField("transaction_id")
-
-    def work() -> dict[str, Any]:
-        with services.sessions() as session:
-            return _boxes(session, token, transaction_id)
-
-    return JSONResponse(await run_in_threadpool(work), headers=NO_STORE)
+    # No media type is required here (the page's fetch sends JSON; tests send none).
+    raw = await request.body()
+    if len(raw) > OFF_LOOP_PARSE_BYTES:  # as the service's bodies: big ones off the loop
+        body = await run_in_threadpool(parse_json, raw)
+    else:
+        body = parse_json(raw)
+    boxes = await run_in_threadpool(
+        demo.face_boxes, access_token=token, transaction_id=_transaction_id(body)
+    )
+    return JSONResponse(boxes, headers=NO_STORE)
 
 
 def install_demo(app: FastAPI, settings: Settings) -> None:

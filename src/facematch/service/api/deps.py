@@ -35,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from facematch.service.api.json_body import parse_json_object
 from facematch.service.application.calls import CallRecord
+from facematch.service.application.demo import DemoService
 from facematch.service.application.services import Services
 from facematch.service.errors import (
     DEFAULT_LANG,
@@ -70,6 +71,13 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_demo(services: ServicesDep) -> DemoService:
+    return services.demo
+
+
+DemoDep = Annotated[DemoService, Depends(get_demo)]
 
 
 async def get_readiness(request: Request) -> Readiness | None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from facematch.service.errors import InvalidJson
 
-__all__ = ["MAX_DEPTH", "InvalidJsonError", "parse_json_object", "unstorable_text"]
+__all__ = ["MAX_DEPTH", "InvalidJsonError", "parse_json", "parse_json_object", "unstorable_text"]
 
 MAX_DEPTH = 16
 
@@ -49,7 +49,7 @@ def unstorable_text(text: str) -> bool:
     return "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
 
 
-def _check_tree(root: dict[str, Any]) -> None:
+def _check_tree(root: Any) -> None:
     """Depth and text checks, iteratively (a recursive walk is what we guard against)."""
     stack: list[tuple[Any, int]] = [(root, 1)]
     while stack:
@@ -69,14 +69,21 @@ def _check_tree(root: dict[str, Any]) -> None:
                 stack.extend((item, depth + 1) for item in value)
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a dict, or :class:`InvalidJsonError`. Pure and thread-safe: callers
-    run it off the event loop for big bodies."""
+def parse_json(raw: bytes) -> Any:
+    """The body as any JSON value, with every check above, or :class:`InvalidJsonError`.
+    For callers that answer a body of the wrong shape themselves (the demo)."""
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError included
         raise InvalidJsonError(str(exc)[:200]) from exc
+    _check_tree(data)
+    return data
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a dict, or :class:`InvalidJsonError`. Pure and thread-safe: callers
+    run it off the event loop for big bodies."""
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidJsonError("the body is not a JSON object")
-    _check_tree(data)
     return data

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from facematch.engine.protocols import Matcher
+from facematch.service.application.demo import DemoService
 from facematch.service.application.face_match import FaceMatchService
 from facematch.service.application.tokens import TokenService
 from facematch.service.application.transactions import TransactionQueries
@@ -28,3 +29,4 @@ class Services:
     face_match: FaceMatchService
     tokens: TokenService
     transactions: TransactionQueries
+    demo: DemoService

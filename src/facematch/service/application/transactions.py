@@ -4,7 +4,7 @@ What an organisation may read back, and how. Every lookup is scoped to the
 caller's organisation: a transaction of another organisation is answered
 exactly like one that does not exist, so ids cannot be probed. Neither use
 case takes a trial or writes a transaction. The answer is encrypted for the
-organisation's registered RSA key (:mod:`facematch.service.client_crypto`)
+organisation's registered RSA key (:mod:`facematch.protocol.envelope`)
 and comes back with the bundle's HMAC secret, to sign it
 (:mod:`facematch.service.signing`).
 """
@@ -21,13 +21,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.orm import Session
 
-from facematch.service.application.calls import CallRecord
-from facematch.service.application.face_match import own_bundle
-from facematch.service.client_crypto import (
+from facematch.protocol.envelope import (
     ClientKeyError,
     encrypt_json_for_client,
     load_client_public_key,
 )
+from facematch.service.application.calls import CallRecord
+from facematch.service.application.face_match import own_bundle
 from facematch.service.errors import (
     AccessTokenNotFound,
     ImagesNotStored,

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from facematch.service.client_crypto import (
+from facematch.protocol.envelope import (
     ClientKeyError,
     EnvelopeError,
     decrypt_envelope,
