@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,31 @@ def bundle_key_of(fields: Mapping[str, Any]) -> str:
     if not isinstance(key, str):
         raise InvalidField("bundle_key")
     return key
+
+
+@contextmanager
+def _secret_readable() -> Iterator[None]:
+    """A bundle secret the configured keys cannot open is :class:`StoredDataUnreadable`."""
+    try:
+        yield
+    except VaultError as exc:
+        logger.error("bundle HMAC secret unreadable", exc_info=exc)
+        raise StoredDataUnreadable() from exc
+
+
+def signing_secret(vault: Vault, bundle: Bundle) -> str | None:
+    """The bundle's HMAC secret in clear, to sign answers with; None when it has none yet."""
+    if bundle.hmac_secret_ciphertext is None:
+        return None
+    with _secret_readable():
+        return bundle_hmac_secret(vault, bundle)
+
+
+def ensured_signing_secret(session: Session, vault: Vault, bundle: Bundle) -> str:
+    """:func:`signing_secret`, made first (flushed; the caller commits) for a bundle
+    created before secrets came with bundles."""
+    with _secret_readable():
+        return ensure_bundle_hmac_secret(session, vault, bundle)
 
 
 def own_bundle(session: Session, fields: Mapping[str, Any], token: TokenRef) -> Bundle:
@@ -356,7 +382,7 @@ class FaceMatchService:
             reference=reference,
             images=images,
             sealed=sealed,
-            hmac_secret=self._hmac_secret(bundle),
+            hmac_secret=signing_secret(self.vault, bundle),
         )
 
     def _token_refusal(self, session: Session, token: TokenRef, call: CallRecord) -> ServiceError:
@@ -395,16 +421,6 @@ class FaceMatchService:
                 exc.image = role
                 images[role] = exc
         return images
-
-    def _hmac_secret(self, bundle: Bundle) -> str | None:
-        """The bundle's secret to sign the answer with; None when it has none yet."""
-        if bundle.hmac_secret_ciphertext is None:
-            return None
-        try:
-            return bundle_hmac_secret(self.vault, bundle)
-        except VaultError as exc:
-            logger.error("bundle HMAC secret unreadable", exc_info=exc)
-            raise StoredDataUnreadable() from exc
 
     @staticmethod
     def _take_quota(session: Session, bundle: Bundle) -> bool:

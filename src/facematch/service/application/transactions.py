@@ -27,7 +27,7 @@ from facematch.protocol.envelope import (
     load_client_public_key,
 )
 from facematch.service.application.calls import CallRecord
-from facematch.service.application.face_match import own_bundle
+from facematch.service.application.face_match import ensured_signing_secret, own_bundle
 from facematch.service.errors import (
     AccessTokenNotFound,
     ImagesNotStored,
@@ -41,11 +41,7 @@ from facematch.service.errors import (
 )
 from facematch.store import repository
 from facematch.store.models import Bundle, ImageRole, Outcome, Transaction
-from facematch.store.sealed import (
-    bundle_hmac_secret,
-    ensure_bundle_hmac_secret,
-    load_transaction_images,
-)
+from facematch.store.sealed import load_transaction_images
 from facematch.store.vault import Vault, VaultError
 from facematch.store.views import TokenRef, TransactionView, transaction_views
 
@@ -238,14 +234,8 @@ class TransactionQueries:
     def _sealed(
         self, session: Session, bundle: Bundle, public_key: rsa.RSAPublicKey, answer: Any
     ) -> SealedAnswer:
-        try:
-            if bundle.hmac_secret_ciphertext is None:
-                # Only a bundle made before secrets came with bundles: it gets one now.
-                secret = ensure_bundle_hmac_secret(session, self.vault, bundle)
-                session.commit()
-            else:
-                secret = bundle_hmac_secret(self.vault, bundle)
-        except VaultError as exc:
-            logger.error("bundle HMAC secret unreadable", exc_info=exc)
-            raise StoredDataUnreadable() from exc
+        created = bundle.hmac_secret_ciphertext is None
+        secret = ensured_signing_secret(session, self.vault, bundle)
+        if created:
+            session.commit()  # only a bundle made before secrets came with bundles
         return SealedAnswer(encrypt_json_for_client(answer, public_key), secret)
