@@ -10,7 +10,6 @@ The service settings are listed in docs/configuration.md (tests/service/test_doc
 from __future__ import annotations
 
 import ast
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,11 @@ import pytest
 import facematch.cli
 from facematch.cli import cli
 from facematch.settings import Settings
+from tests.doc_blocks import check_block
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SOURCES = ROOT / "src" / "facematch"
-UPDATE = os.environ.get("FACEMATCH_UPDATE_DOCS") == "1"
 VARIABLE = re.compile(r"FACEMATCH_[A-Z0-9_]*[A-Z0-9]")
 
 
@@ -72,19 +71,6 @@ def envvars_table() -> str:
     return "\n".join(lines)
 
 
-def _check_block(path: Path, marker: str, content: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(rf"(<!-- BEGIN {marker} -->\n)(.*?)(\n<!-- END {marker} -->)", re.DOTALL)
-    match = pattern.search(text)
-    assert match, f"{path.name} lacks the {marker} markers"
-    if UPDATE:
-        path.write_text(text[: match.start(2)] + content + text[match.end(2) :], encoding="utf-8")
-        return
-    assert match.group(2) == content, (
-        f"{path.name} {marker} table is stale: run FACEMATCH_UPDATE_DOCS=1 pytest {__file__}"
-    )
-
-
 def _all_docs() -> str:
     return "\n".join(
         p.read_text(encoding="utf-8") for p in sorted([*DOCS.glob("*.md"), ROOT / "README.md"])
@@ -104,11 +90,11 @@ def _named_in_source() -> dict[str, str]:
 
 
 def test_cli_doc_lists_every_command() -> None:
-    _check_block(DOCS / "cli.md", "cli-commands", commands_table())
+    check_block(DOCS / "cli.md", "cli-commands", commands_table(), test_file=__file__)
 
 
 def test_cli_doc_lists_every_option_variable() -> None:
-    _check_block(DOCS / "cli.md", "cli-envvars", envvars_table())
+    check_block(DOCS / "cli.md", "cli-envvars", envvars_table(), test_file=__file__)
 
 
 def test_every_variable_the_code_reads_is_documented() -> None:

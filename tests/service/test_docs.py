@@ -7,8 +7,6 @@ rewrite them after changing the catalogue or the settings.
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
 from pydantic_core import PydanticUndefined
@@ -16,10 +14,10 @@ from pydantic_core import PydanticUndefined
 from facematch.service.app import create_app
 from facematch.service.errors import CATALOGUE
 from facematch.settings import Settings
+from tests.doc_blocks import check_block
 from tests.service.test_errors import drawn_error_tree
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-UPDATE = os.environ.get("FACEMATCH_UPDATE_DOCS") == "1"
 
 
 def catalogue_table() -> str:
@@ -52,30 +50,22 @@ def settings_table() -> str:
     return "\n".join(lines)
 
 
-def _check_block(path: Path, marker: str, content: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(rf"(<!-- BEGIN {marker} -->\n)(.*?)(\n<!-- END {marker} -->)", re.DOTALL)
-    match = pattern.search(text)
-    assert match, f"{path.name} lacks the {marker} markers"
-    if UPDATE:
-        path.write_text(text[: match.start(2)] + content + text[match.end(2) :], encoding="utf-8")
-        return
-    assert match.group(2) == content, (
-        f"{path.name} {marker} table is stale: run FACEMATCH_UPDATE_DOCS=1 pytest {__file__}"
-    )
-
-
 def test_api_doc_lists_the_catalogue() -> None:
-    _check_block(DOCS / "api.md", "catalogue", catalogue_table())
+    check_block(DOCS / "api.md", "catalogue", catalogue_table(), test_file=__file__)
 
 
 def test_architecture_doc_draws_the_error_tree_of_the_code() -> None:
     # The docstring's drawing, itself checked against the classes in test_errors.py.
-    _check_block(DOCS / "architecture.md", "error-tree", f"```\n{drawn_error_tree()}\n```")
+    check_block(
+        DOCS / "architecture.md",
+        "error-tree",
+        f"```\n{drawn_error_tree()}\n```",
+        test_file=__file__,
+    )
 
 
 def test_configuration_doc_lists_every_setting() -> None:
-    _check_block(DOCS / "configuration.md", "settings", settings_table())
+    check_block(DOCS / "configuration.md", "settings", settings_table(), test_file=__file__)
     text = (DOCS / "configuration.md").read_text(encoding="utf-8")
     for name in Settings.model_fields:
         assert f"FACEMATCH_{name.upper()}" in text
